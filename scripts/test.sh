@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, then every test (unit, integration, bench targets built
+# and run once) against a throwaway PostgreSQL cluster that is always stopped and removed,
+# failure or not. With DATABASE_URL set, that database is used instead and nothing is started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  pgdir=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-test-pg.XXXXXX")
+  cleanup() { scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; }
+  trap cleanup EXIT
+  port=$(scripts/pg.sh free-port)
+  echo "== throwaway PostgreSQL on 127.0.0.1:$port ($pgdir)"
+  DATABASE_URL=$(scripts/pg.sh start "$pgdir" "$port" --throwaway)
+  export DATABASE_URL
+fi
+
+echo "== cargo test --all-targets"
+cargo test --all-targets

@@ -1,0 +1,329 @@
+//! Configuration: command-line flags with environment fallbacks, grouped per subsystem.
+//!
+//! Every default is a named constant with the reason for its value. The binary parses a [`Cli`];
+//! library code only ever sees the per-subsystem structs ([`ServerConfig`], [`DbConfig`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default listen address: all interfaces, the port TechEmpower tooling expects.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Listen backlog per listener. The kernel caps it at `net.core.somaxconn` (4096 on current
+/// kernels); 4096 lets a burst of thousands of connections queue instead of being dropped.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// Connections each worker's pool may open. The pool also serves the rare request that cannot
+/// use a shared connection (a broken one being replaced), so it is larger than the shared set.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// Long-lived connections each worker shares between all of its in-flight requests.
+/// tokio-postgres pipelines concurrent queries on one connection, so a few are enough to keep
+/// one PostgreSQL backend per connection busy; more only adds backend context switches.
+pub const DEFAULT_SHARED_CONNS: usize = 4;
+
+/// How long a request waits for a pool connection before answering 503.
+pub const DEFAULT_POOL_WAIT_MS: u64 = 2_000;
+/// How long creating one connection (TCP + startup + auth) may take.
+pub const DEFAULT_POOL_CREATE_MS: u64 = 2_000;
+/// How long the pool's health check of an idle connection may take.
+pub const DEFAULT_POOL_RECYCLE_MS: u64 = 1_000;
+
+/// A slow client must send its request headers within this time or the connection is closed.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+
+/// `bareapi`: a fast, honest HTTP API server on hyper and tokio.
+#[derive(Debug, Parser)]
+#[command(name = "bareapi", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `serve`'s flags, accepted without the subcommand name since `serve` is the default.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations (unless --no-migrate) and serve HTTP (the default).
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate(DbArgs),
+}
+
+/// How the server spreads its work over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeMode {
+    /// One OS thread per worker, each a current-thread tokio runtime with its own
+    /// SO_REUSEPORT listener: no work stealing, no cross-thread wake-ups.
+    PerCore,
+    /// One tokio multi-thread runtime behind one listener, for comparison.
+    MultiThread,
+}
+
+/// How requests get a database connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DbMode {
+    /// A worker keeps a few long-lived connections that all its in-flight requests share;
+    /// their concurrent queries are pipelined on the wire.
+    Shared,
+    /// Every request checks a connection out of the pool exclusively (the usual way),
+    /// kept for measuring the difference.
+    Checkout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BAREAPI_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Worker count; defaults to the cores this process may run on (so `taskset` is honoured).
+    #[arg(long, env = "BAREAPI_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Runtime layout.
+    #[arg(long, env = "BAREAPI_RUNTIME", value_enum, default_value = "per-core")]
+    pub runtime: RuntimeMode,
+
+    /// Pin worker N to the N-th core this process may run on (per-core runtime only).
+    #[arg(long, env = "BAREAPI_PIN_CORES")]
+    pub pin_cores: bool,
+
+    /// Listen backlog (capped by the kernel's net.core.somaxconn).
+    #[arg(long, env = "BAREAPI_BACKLOG", default_value_t = DEFAULT_BACKLOG)]
+    pub backlog: u32,
+
+    /// Also serve HTTP/2 with prior knowledge (h2c) on the same port.
+    #[arg(long, env = "BAREAPI_HTTP2")]
+    pub http2: bool,
+
+    /// Milliseconds a client has to send its request headers.
+    #[arg(long, env = "BAREAPI_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// Do not apply pending migrations at start.
+    #[arg(long, env = "BAREAPI_NO_MIGRATE")]
+    pub no_migrate: bool,
+
+    /// Log format.
+    #[arg(long, env = "BAREAPI_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL (postgres://user:pass@host:port/db).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://bareapi@127.0.0.1:55432/bareapi",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Pool size per worker (multi-thread mode: times the worker count).
+    #[arg(long, env = "BAREAPI_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE,
+          value_parser = parse_positive_usize)]
+    pub pool_size: usize,
+
+    /// Connections each worker shares between its requests (db-mode shared).
+    #[arg(long, env = "BAREAPI_SHARED_CONNS", default_value_t = DEFAULT_SHARED_CONNS,
+          value_parser = parse_positive_usize)]
+    pub shared_conns: usize,
+
+    /// How requests get a connection.
+    #[arg(long, env = "BAREAPI_DB_MODE", value_enum, default_value = "shared")]
+    pub db_mode: DbMode,
+
+    /// Milliseconds to wait for a pool connection before answering 503.
+    #[arg(long, env = "BAREAPI_POOL_WAIT_MS", default_value_t = DEFAULT_POOL_WAIT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_wait_ms: u64,
+
+    /// Milliseconds creating one connection may take.
+    #[arg(long, env = "BAREAPI_POOL_CREATE_MS", default_value_t = DEFAULT_POOL_CREATE_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_create_ms: u64,
+
+    /// Milliseconds the health check of an idle connection may take.
+    #[arg(long, env = "BAREAPI_POOL_RECYCLE_MS", default_value_t = DEFAULT_POOL_RECYCLE_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_recycle_ms: u64,
+}
+
+fn parse_positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What the server start-up needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub runtime: RuntimeMode,
+    pub pin_cores: bool,
+    pub backlog: u32,
+    pub http2: bool,
+    pub header_read_timeout: Duration,
+    pub migrate: bool,
+    pub db: DbConfig,
+}
+
+/// What the database layer needs.
+#[derive(Clone)]
+pub struct DbConfig {
+    pub url: String,
+    pub pool_size: usize,
+    pub shared_conns: usize,
+    pub mode: DbMode,
+    pub wait_timeout: Duration,
+    pub create_timeout: Duration,
+    pub recycle_timeout: Duration,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("shared_conns", &self.shared_conns)
+            .field("mode", &self.mode)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("create_timeout", &self.create_timeout)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    // postgres://user:secret@host/db → postgres://user:***@host/db
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+impl DbArgs {
+    pub fn to_config(&self) -> DbConfig {
+        DbConfig {
+            url: self.database_url.clone(),
+            pool_size: self.pool_size,
+            shared_conns: self.shared_conns,
+            mode: self.db_mode,
+            wait_timeout: Duration::from_millis(self.pool_wait_ms),
+            create_timeout: Duration::from_millis(self.pool_create_ms),
+            recycle_timeout: Duration::from_millis(self.pool_recycle_ms),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Resolves defaults that depend on the machine and checks values that depend on each other.
+    pub fn to_config(&self) -> Result<ServerConfig, String> {
+        let workers = match self.workers {
+            Some(n) => usize::from(n),
+            // available_parallelism reads the affinity mask on Linux, so `taskset -c 0` gives 1.
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let db = self.db.to_config();
+        if db.mode == DbMode::Shared && db.shared_conns > db.pool_size {
+            return Err(format!("--shared-conns ({}) must not exceed --pool-size ({})", db.shared_conns, db.pool_size));
+        }
+        if self.backlog == 0 {
+            return Err("--backlog must be at least 1".to_owned());
+        }
+        Ok(ServerConfig {
+            listen: self.listen,
+            workers,
+            runtime: self.runtime,
+            pin_cores: self.pin_cores,
+            backlog: self.backlog,
+            http2: self.http2,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            migrate: !self.no_migrate,
+            db,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut all = vec!["bareapi"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        let cfg = cli.serve.to_config().unwrap();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.runtime, RuntimeMode::PerCore);
+        assert_eq!(cfg.db.mode, DbMode::Shared);
+        assert_eq!(cfg.db.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(cfg.backlog, DEFAULT_BACKLOG);
+        assert!(cfg.workers >= 1);
+        assert!(cfg.migrate);
+    }
+
+    #[test]
+    fn serve_subcommand_takes_the_same_flags() {
+        let cli = parse(&["serve", "--listen", "127.0.0.1:0", "--workers", "3", "--runtime", "multi-thread"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("expected serve") };
+        let cfg = args.to_config().unwrap();
+        assert_eq!(cfg.workers, 3);
+        assert_eq!(cfg.runtime, RuntimeMode::MultiThread);
+        assert_eq!(cfg.listen.port(), 0);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_message() {
+        assert!(parse(&["--workers", "0"]).is_err());
+        assert!(parse(&["--listen", "nonsense"]).is_err());
+        assert!(parse(&["--runtime", "fast"]).is_err());
+        assert!(parse(&["--pool-size", "0"]).is_err());
+        assert!(parse(&["--pool-wait-ms", "0"]).is_err());
+        let cli = parse(&["--pool-size", "2", "--shared-conns", "3"]).unwrap();
+        let err = cli.serve.to_config().unwrap_err();
+        assert!(err.contains("--shared-conns"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("host=x"), "host=x");
+        let dbg = format!("{:?}", parse(&["--database-url", "postgres://a:pw@h/d"]).unwrap().serve.db.to_config());
+        assert!(!dbg.contains("pw"), "{dbg}");
+    }
+}

@@ -1,0 +1,76 @@
+//! The database layer: the connection pool and how requests share its connections
+//! ([`pool`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
+//! and query functions ([`world`], [`fortune`]).
+
+pub mod fortune;
+pub mod migrate;
+pub mod pool;
+pub mod world;
+
+pub use pool::{Db, Lease, PreparedClient, Statements};
+
+/// The database layer's error. [`DbError::is_unavailable`] separates "the database cannot
+/// serve now" (answered 503) from failures that point at a bug (answered 500).
+#[derive(Debug)]
+pub enum DbError {
+    /// No connection within the pool's timeouts, or the pool could not create one.
+    Pool(deadpool_postgres::PoolError),
+    /// A statement failed.
+    Query(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Pool(e) => write!(f, "pool: {e}"),
+            DbError::Query(e) => write!(f, "query: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Pool(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Query(e)
+    }
+}
+
+impl DbError {
+    /// True when the database is unreachable, overloaded or shutting down, rather than the
+    /// statement being wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Query(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    // Class 08 (connection exception), 53 (insufficient resources),
+                    // 57P01..57P03 (shutdown, crash, cannot connect now).
+                    Some(code) => {
+                        let c = code.code();
+                        c.starts_with("08") || c.starts_with("53") || matches!(c, "57P01" | "57P02" | "57P03")
+                    }
+                    // No SQLSTATE: an I/O or protocol failure on the connection.
+                    None => true,
+                }
+            }
+        }
+    }
+
+    /// True for a deadlock or serialization failure: the statement may simply be retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbError::Query(e) => matches!(e.code().map(|c| c.code()), Some("40P01" | "40001")),
+            DbError::Pool(_) => false,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! HTTP plumbing shared by every handler: the one body type, static header values, response
+//! builders and JSON output.
+
+pub mod date;
+pub mod query;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, DATE, SERVER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+/// The body type of every response: bodies are produced whole, so their length is known and
+/// hyper writes `Content-Length`.
+pub type Body = Full<Bytes>;
+
+pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("bareapi");
+pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
+pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// A response with `status`, `Content-Type` and `body`. `Server` and `Date` are added by the
+/// service for every response, errors included (see [`stamp`]).
+pub fn response(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, content_type);
+    res
+}
+
+/// Adds the headers TechEmpower requires on every response.
+pub fn stamp(res: &mut Response<Body>) {
+    let headers = res.headers_mut();
+    headers.insert(SERVER, SERVER_NAME);
+    headers.insert(DATE, date::now());
+}
+
+/// Serializes `value` with simd-json into a buffer of `capacity_hint` bytes.
+pub fn to_json<T: Serialize>(value: &T, capacity_hint: usize) -> Result<Bytes, simd_json::Error> {
+    let mut buf = Vec::with_capacity(capacity_hint);
+    simd_json::to_writer(&mut buf, value)?;
+    Ok(Bytes::from(buf))
+}
+
+/// A `200 application/json` response of `value`.
+pub fn json_response<T: Serialize>(value: &T, capacity_hint: usize) -> Result<Response<Body>, simd_json::Error> {
+    Ok(response(StatusCode::OK, APPLICATION_JSON, to_json(value, capacity_hint)?))
+}

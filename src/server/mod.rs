@@ -1,0 +1,116 @@
+//! Server start-up as a chain of small named steps: prepare the database (migrations, cache
+//! fill) → bind listeners → start workers → wait for a shutdown signal.
+
+pub mod connection;
+pub mod listener;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use crate::app::HttpSettings;
+use crate::cache::WorldCache;
+use crate::config::{DbConfig, RuntimeMode, ServerConfig};
+use crate::db::{migrate, pool::pg_config};
+use runtime::WorkerSetup;
+
+/// Connects one plain client (not pooled) for start-up work. The whole handshake is bounded by
+/// the create timeout: tokio-postgres's connect timeout covers only the TCP connect, so a host
+/// that accepts and then says nothing would otherwise hang start-up.
+async fn connect(cfg: &DbConfig) -> Result<tokio_postgres::Client, String> {
+    let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let (client, conn) = tokio::time::timeout(cfg.create_timeout, pg.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| format!("connecting: no answer within {:?}", cfg.create_timeout))?
+        .map_err(|e| format!("connecting: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "start-up connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// `bareapi migrate`: applies pending migrations and returns.
+pub fn migrate_only(cfg: &DbConfig) -> Result<(), String> {
+    control_runtime()?.block_on(async {
+        let mut client = connect(cfg).await?;
+        let applied = migrate::run(&mut client).await.map_err(|e| format!("migrating: {e}"))?;
+        tracing::info!(applied = applied.len(), "migrations done");
+        Ok(())
+    })
+}
+
+fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))
+}
+
+/// Applies migrations (when asked) and fills the world cache. Without migrations an unreachable
+/// database is not fatal: database routes answer 503 until it is back.
+async fn prepare_database(cfg: &ServerConfig, worlds: &WorldCache) -> Result<(), String> {
+    let mut client = match connect(&cfg.db).await {
+        Ok(c) => c,
+        Err(e) if !cfg.migrate => {
+            tracing::warn!(error = %e, "database unreachable at start; serving anyway");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if cfg.migrate {
+        let applied = migrate::run(&mut client).await.map_err(|e| format!("migrating: {e}"))?;
+        tracing::info!(applied = applied.len(), "migrations done");
+    }
+    match worlds.fill(&client).await {
+        Ok(n) => tracing::info!(rows = n, "world cache filled"),
+        Err(e) => tracing::warn!(error = %e, "could not fill the world cache; it fills on demand"),
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(cfg: ServerConfig) -> Result<(), String> {
+    let control = control_runtime()?;
+    let worlds = Arc::new(WorldCache::default());
+    control.block_on(prepare_database(&cfg, &worlds))?;
+
+    let setup = WorkerSetup {
+        db: cfg.db.clone(),
+        worlds,
+        http: HttpSettings { header_read_timeout: cfg.header_read_timeout, http2: cfg.http2 },
+    };
+    // Held until shutdown so the multi-thread runtime is not dropped.
+    let mut _mt_runtime = None;
+    match cfg.runtime {
+        RuntimeMode::PerCore => {
+            let listeners = listener::bind_reuseport_group(cfg.listen, cfg.backlog, cfg.workers)
+                .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
+            let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+            let cores = if cfg.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+            for (i, l) in listeners.into_iter().enumerate() {
+                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+                runtime::spawn_per_core_worker(i, l, setup.clone(), core)
+                    .map_err(|e| format!("starting worker {i}: {e}"))?;
+            }
+            tracing::info!(%addr, workers = cfg.workers, runtime = "per-core", "listening");
+        }
+        RuntimeMode::MultiThread => {
+            let l =
+                listener::bind(cfg.listen, cfg.backlog, true).map_err(|e| format!("binding {}: {e}", cfg.listen))?;
+            let addr = l.local_addr().map_err(|e| e.to_string())?;
+            _mt_runtime = Some(runtime::start_multi_thread(cfg.workers, l, setup)?);
+            tracing::info!(%addr, workers = cfg.workers, runtime = "multi-thread", "listening");
+        }
+    }
+    control.block_on(shutdown_signal())?;
+    tracing::info!("shutdown signal received; exiting");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| format!("SIGINT handler: {e}")),
+        _ = term.recv() => Ok(()),
+    }
+}

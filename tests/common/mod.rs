@@ -1,0 +1,208 @@
+//! Test support: start the real `bareapi` binary on a free port against the test database, and
+//! talk raw HTTP/1.1 to it over TCP (so tests control pipelining, HEAD and exact bytes).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The database the tests run against (set by `scripts/test.sh`).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must be set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL")
+}
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Log lines the server printed after it started listening.
+    pub logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `bareapi serve` on 127.0.0.1 port 0 with two workers plus `extra` flags, against
+    /// the test database.
+    pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_db(extra, &database_url())
+    }
+
+    pub fn start_with_db(extra: &[&str], database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bareapi"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(extra)
+            .env("DATABASE_URL", database_url)
+            .env("BAREAPI_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn bareapi");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("bareapi did not report listening within 60 s (exit: {:?})", child.try_wait());
+                }
+            };
+            if let Some(rest) = line.split("listening addr=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return Server { child, addr, logs: rx };
+            }
+        }
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::new(self.addr)
+    }
+
+    /// One request on a fresh connection.
+    pub fn get(&self, path: &str) -> Response {
+        self.connect().request("GET", path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of header `name` (case-insensitive); panics if it appears more than once.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut found = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = found.next().map(|(_, v)| v.as_str());
+        assert!(found.next().is_none(), "header {name} appears twice");
+        first
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("utf-8 body")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("bad JSON {e}: {}", self.text()))
+    }
+
+    /// Asserts the headers every response must carry.
+    pub fn assert_standard_headers(&self) {
+        assert_eq!(self.header("server"), Some("bareapi"));
+        let date = self.header("date").expect("Date header");
+        httpdate::parse_http_date(date).expect("Date is an HTTP date");
+        let len: usize = self.header("content-length").expect("Content-Length").parse().unwrap();
+        assert!(self.header("content-type").is_some(), "Content-Type");
+        if !self.body.is_empty() {
+            assert_eq!(len, self.body.len());
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let writer = stream.try_clone().unwrap();
+        Conn { reader: BufReader::new(stream), writer }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    pub fn request(&mut self, method: &str, path: &str) -> Response {
+        self.send_raw(format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        self.read_response(method == "HEAD")
+    }
+
+    /// Reads one response; `head` says the request was HEAD (headers only).
+    pub fn read_response(&mut self, head: bool) -> Response {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let mut parts = line.split_whitespace();
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
+        let status: u16 = parts.next().unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).expect("header line");
+            let h = h.trim_end_matches(['\r', '\n']);
+            if h.is_empty() {
+                break;
+            }
+            let (name, value) = h.split_once(':').expect("header has a colon");
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let len = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let mut body = vec![0; if head { 0 } else { len }];
+        self.reader.read_exact(&mut body).expect("body");
+        Response { status, headers, body }
+    }
+
+    /// True when the server closed the connection (EOF) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+}
+
+/// A direct database client for checking what the server stored.
+pub fn db_client() -> postgres_sync::Client {
+    postgres_sync::Client::connect(&database_url())
+}
+
+/// A tiny synchronous wrapper over tokio-postgres for assertions.
+pub mod postgres_sync {
+    pub struct Client {
+        rt: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+    }
+
+    impl Client {
+        pub fn connect(url: &str) -> Client {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let client = rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect db");
+                tokio::spawn(conn);
+                client
+            });
+            Client { rt, client }
+        }
+
+        pub fn query(
+            &self,
+            sql: &str,
+            params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        ) -> Vec<tokio_postgres::Row> {
+            self.rt.block_on(self.client.query(sql, params)).expect("query")
+        }
+    }
+}
