@@ -20,5 +20,16 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 
+# schemathesis (tests/openapi_conformance.rs) lives in a virtualenv of its own under target/.
+ST_VENV=${ST_VENV:-target/schemathesis-venv}
+ST_VERSION=4.32.5
+if ! "$ST_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; then
+  echo "== installing schemathesis $ST_VERSION into $ST_VENV"
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+SCHEMATHESIS="$(pwd)/$ST_VENV/bin/schemathesis"
+export SCHEMATHESIS
+
 echo "== cargo test --all-targets"
 cargo test --all-targets

@@ -14,8 +14,18 @@ use crate::db::Db;
 use crate::handlers::{Endpoint, ROUTES};
 use crate::router::{RouteError, Router};
 
+/// Settings of the users API.
+#[derive(Debug, Clone, Copy)]
+pub struct UsersSettings {
+    /// How long a session token stays valid.
+    pub session_ttl: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
 pub struct App {
     pub router: Router<Endpoint>,
+    pub users: UsersSettings,
     pub db: Db,
     pub worlds: Arc<WorldCache>,
     /// Built once; `serve_connection` borrows it for each accepted connection.
@@ -32,7 +42,7 @@ pub struct HttpSettings {
 }
 
 impl App {
-    pub fn new(db: Db, worlds: Arc<WorldCache>, http: HttpSettings) -> Result<Self, RouteError> {
+    pub fn new(db: Db, worlds: Arc<WorldCache>, http: HttpSettings, users: UsersSettings) -> Result<Self, RouteError> {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(http.header_read_timeout)
@@ -49,6 +59,6 @@ impl App {
             b.http2().timer(TokioTimer::new());
             b
         });
-        Ok(App { router: Router::new(ROUTES)?, db, worlds, http1: h1, auto })
+        Ok(App { router: Router::new(ROUTES)?, users, db, worlds, http1: h1, auto })
     }
 }

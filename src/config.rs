@@ -34,6 +34,9 @@ pub const DEFAULT_POOL_RECYCLE_MS: u64 = 1_000;
 /// A slow client must send its request headers within this time or the connection is closed.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
 
+/// Session tokens live a day unless revoked.
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 86_400;
+
 /// `bareapi`: a fast, honest HTTP API server on hyper and tokio.
 #[derive(Debug, Parser)]
 #[command(name = "bareapi", version, about)]
@@ -112,6 +115,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
 
+    /// Seconds a session token stays valid.
+    #[arg(long, env = "BAREAPI_SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub session_ttl_secs: u64,
+
+    /// Largest request body accepted, in bytes (413 past it).
+    #[arg(long, env = "BAREAPI_MAX_BODY_BYTES", default_value_t = crate::http::body::MAX_BODY_BYTES,
+          value_parser = parse_positive_usize)]
+    pub max_body_bytes: usize,
+
     /// Do not apply pending migrations at start.
     #[arg(long, env = "BAREAPI_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -184,6 +197,8 @@ pub struct ServerConfig {
     pub http2: bool,
     pub header_read_timeout: Duration,
     pub migrate: bool,
+    pub session_ttl: Duration,
+    pub max_body_bytes: usize,
     pub db: DbConfig,
 }
 
@@ -267,6 +282,8 @@ impl ServeArgs {
             http2: self.http2,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             migrate: !self.no_migrate,
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            max_body_bytes: self.max_body_bytes,
             db,
         })
     }

@@ -4,7 +4,7 @@
 //! once; [`AppError::into_response`] is the only place an error becomes a response. Internal
 //! causes are logged there and never sent to the client.
 
-use http::header::{ALLOW, RETRY_AFTER};
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
@@ -14,14 +14,45 @@ use crate::http::{Body, PROBLEM_JSON, response, to_json};
 /// `Retry-After` on 503s: the pool wait timeout is seconds at most, so a second is a fair hint.
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
 
+/// The `x-request-id` header: accepted from the client or generated, echoed on 5xx answers.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// One failing field of a request body or query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: &str) -> Self {
+        FieldError { field: field.to_owned(), message: message.to_owned() }
+    }
+}
+
 #[derive(Debug)]
 pub enum AppError {
-    NotFound,
+    /// No such route or resource; the detail says which.
+    NotFound(&'static str),
     MethodNotAllowed {
         allow: HeaderValue,
     },
     /// The request itself is wrong; the detail is safe to show the client.
     BadRequest(String),
+    /// Fields of the body or query failed; all of them are listed.
+    Validation(Vec<FieldError>),
+    /// No credentials (`invalid_token: false`) or credentials that are not valid.
+    Unauthorized {
+        invalid_token: bool,
+    },
+    /// Wrong email or password (the same answer whether or not the email exists).
+    BadCredentials,
+    Forbidden(&'static str),
+    Conflict(&'static str),
+    UnsupportedMediaType,
+    PayloadTooLarge {
+        limit: usize,
+    },
     /// A dependency (the database) cannot serve now; the cause is logged.
     Unavailable(String),
     /// A bug or an unexpected failure; the cause is logged, the client gets a generic body.
@@ -35,32 +66,60 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
 }
 
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::Validation(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized { .. } | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The problem response; logs the cause of 5xx errors.
-    pub fn into_response(self, route: &str) -> Response<Body> {
+    /// The problem response. 5xx causes are logged with the request id (the client's
+    /// `x-request-id`, or a generated one), which is echoed so a report can be matched to a log.
+    pub fn into_response(self, route: &str, request_id: Option<&HeaderValue>) -> Response<Body> {
         let status = self.status();
+        let mut logged_id = None;
+        let mut log_id = || {
+            let id = request_id.cloned().unwrap_or_else(generate_request_id);
+            logged_id = Some(id.clone());
+            id
+        };
+        let limit_detail;
         let detail = match &self {
-            AppError::NotFound => "No route matches this path.",
+            AppError::NotFound(detail) | AppError::Forbidden(detail) | AppError::Conflict(detail) => detail,
             AppError::MethodNotAllowed { .. } => "This path does not accept this method; see the Allow header.",
             AppError::BadRequest(detail) => detail.as_str(),
+            AppError::Validation(_) => "The request has invalid fields; see errors.",
+            AppError::Unauthorized { invalid_token: false } => "This route needs an Authorization: Bearer token.",
+            AppError::Unauthorized { invalid_token: true } => {
+                "The bearer token is not valid (unknown, expired or revoked)."
+            }
+            AppError::BadCredentials => "Wrong email or password.",
+            AppError::UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
+            AppError::PayloadTooLarge { limit } => {
+                limit_detail = format!("The request body exceeds the limit of {limit} bytes.");
+                limit_detail.as_str()
+            }
             AppError::Unavailable(cause) => {
-                tracing::warn!(route, cause = cause.as_str(), "service unavailable");
+                let id = log_id();
+                tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
                 "The database is unavailable; retry shortly."
             }
             AppError::Internal(cause) => {
-                tracing::error!(route, cause = cause.as_str(), "internal error");
+                let id = log_id();
+                tracing::error!(route, request_id = ?id, cause = cause.as_str(), "internal error");
                 "An internal error occurred."
             }
         };
@@ -69,20 +128,44 @@ impl AppError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail,
+            errors: match &self {
+                AppError::Validation(errors) => Some(errors),
+                _ => None,
+            },
         };
-        let body = to_json(&problem, 128).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"));
+        let body = to_json(&problem, 160).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"));
         let mut res = response(status, PROBLEM_JSON, body);
+        let headers = res.headers_mut();
         match self {
             AppError::MethodNotAllowed { allow } => {
-                res.headers_mut().insert(ALLOW, allow);
+                headers.insert(ALLOW, allow);
             }
             AppError::Unavailable(_) => {
-                res.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+                headers.insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+            }
+            AppError::Unauthorized { invalid_token } => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    if invalid_token {
+                        HeaderValue::from_static("Bearer error=\"invalid_token\"")
+                    } else {
+                        HeaderValue::from_static("Bearer")
+                    },
+                );
             }
             _ => {}
         }
+        if let Some(id) = logged_id {
+            headers.insert(REQUEST_ID, id);
+        }
         res
     }
+}
+
+/// A random 128-bit request id in hex.
+fn generate_request_id() -> HeaderValue {
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    HeaderValue::from_str(&id).expect("hex is a valid header value")
 }
 
 impl From<DbError> for AppError {
@@ -109,7 +192,7 @@ mod tests {
 
     #[test]
     fn problems_carry_status_title_and_detail() {
-        let res = AppError::BadRequest("bad \"thing\"".into()).into_response("/x");
+        let res = AppError::BadRequest("bad \"thing\"".into()).into_response("/x", None);
         assert_eq!(res.status(), 400);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let body = body_of(res);
@@ -118,17 +201,30 @@ mod tests {
 
     #[test]
     fn internal_causes_are_not_sent() {
-        let body = body_of(AppError::Internal("password=hunter2".into()).into_response("/x"));
+        let body = body_of(AppError::Internal("password=hunter2".into()).into_response("/x", None));
         assert!(!body.contains("hunter2"), "{body}");
-        let res = AppError::Unavailable("connection refused at 10.0.0.1".into()).into_response("/x");
+        let res = AppError::Unavailable("connection refused at 10.0.0.1".into()).into_response("/x", None);
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.headers()["x-request-id"].len(), 32);
         assert!(!body_of(res).contains("10.0.0.1"));
     }
 
     #[test]
+    fn validation_errors_list_every_field_and_request_ids_are_echoed() {
+        let errors = vec![FieldError::new("email", "is required"), FieldError::new("x", "is not a known field")];
+        let res = AppError::Validation(errors).into_response("/x", None);
+        assert_eq!(res.status(), 400);
+        let body = body_of(res);
+        assert!(body.contains(r#""errors":[{"field":"email","message":"is required"},{"field":"x""#), "{body}");
+        let id = HeaderValue::from_static("abc-123");
+        let res = AppError::Internal("boom".into()).into_response("/x", Some(&id));
+        assert_eq!(res.headers()["x-request-id"], "abc-123");
+    }
+
+    #[test]
     fn method_not_allowed_sends_allow() {
-        let res = AppError::MethodNotAllowed { allow: HeaderValue::from_static("GET, HEAD") }.into_response("/x");
+        let res = AppError::MethodNotAllowed { allow: HeaderValue::from_static("GET, HEAD") }.into_response("/x", None);
         assert_eq!(res.status(), 405);
         assert_eq!(res.headers()["allow"], "GET, HEAD");
     }

@@ -20,6 +20,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_world.sql", sql: include_str!("../../migrations/0001_world.sql") },
     Migration { version: 2, name: "0002_fortune.sql", sql: include_str!("../../migrations/0002_fortune.sql") },
+    Migration { version: 3, name: "0003_users.sql", sql: include_str!("../../migrations/0003_users.sql") },
 ];
 
 /// Advisory lock key: "bareapi" in ASCII, so it is unlikely to collide with another app's.

@@ -1,10 +1,12 @@
 //! The database layer: the connection pool and how requests share its connections
 //! ([`pool`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
-//! and query functions ([`world`], [`fortune`]).
+//! and query functions ([`world`], [`fortune`], [`users`], [`sessions`]).
 
 pub mod fortune;
 pub mod migrate;
 pub mod pool;
+pub mod sessions;
+pub mod users;
 pub mod world;
 
 pub use pool::{Db, Lease, PreparedClient, Statements};
@@ -64,6 +66,11 @@ impl DbError {
                 }
             }
         }
+    }
+
+    /// True when a unique constraint refused the statement (a duplicate email).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Query(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
     }
 
     /// True for a deadlock or serialization failure: the statement may simply be retried.

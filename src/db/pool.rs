@@ -20,38 +20,50 @@ use arc_swap::ArcSwapOption;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::{NoTls, Statement};
 
-use super::{DbError, fortune, world};
+use super::{DbError, fortune, sessions, users, world};
 use crate::config::{DbConfig, DbMode};
 
-/// The statements every connection prepares once.
-#[derive(Debug)]
-pub struct Statements {
-    pub world_by_id: Statement,
-    pub all_fortunes: Statement,
-    pub update_worlds: Statement,
+/// Declares [`Statements`] once: each field with its SQL. `prepare` sends every statement at
+/// once (pipelined); `cached` goes through the pool's per-connection cache.
+macro_rules! statements {
+    ($($field:ident = $sql:expr,)*) => {
+        /// The statements every connection prepares once.
+        #[derive(Debug)]
+        pub struct Statements {
+            $(pub $field: Statement,)*
+        }
+
+        impl Statements {
+            /// Prepares every statement on a new connection, pipelined.
+            async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+                let ($($field,)*) = futures_util::try_join!($(client.prepare($sql),)*)?;
+                Ok(Statements { $($field,)* })
+            }
+
+            /// `checkout` mode: the pool's per-connection statement cache, as a typical pool
+            /// user would write it (a cache lookup per statement per request).
+            async fn cached(client: &deadpool_postgres::ClientWrapper) -> Result<Self, tokio_postgres::Error> {
+                let ($($field,)*) = futures_util::try_join!($(client.prepare_cached($sql),)*)?;
+                Ok(Statements { $($field,)* })
+            }
+        }
+    };
 }
 
-impl Statements {
-    /// Prepares every statement on a new connection; the three are pipelined.
-    async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
-        let (world_by_id, all_fortunes, update_worlds) = futures_util::try_join!(
-            client.prepare(world::SELECT_BY_ID),
-            client.prepare(fortune::SELECT_ALL),
-            client.prepare(world::UPDATE_MANY),
-        )?;
-        Ok(Statements { world_by_id, all_fortunes, update_worlds })
-    }
-
-    /// `checkout` mode: the pool's per-connection statement cache, as a typical pool user
-    /// would write it (a cache lookup per statement per request).
-    async fn cached(client: &deadpool_postgres::ClientWrapper) -> Result<Self, tokio_postgres::Error> {
-        let (world_by_id, all_fortunes, update_worlds) = futures_util::try_join!(
-            client.prepare_cached(world::SELECT_BY_ID),
-            client.prepare_cached(fortune::SELECT_ALL),
-            client.prepare_cached(world::UPDATE_MANY),
-        )?;
-        Ok(Statements { world_by_id, all_fortunes, update_worlds })
-    }
+statements! {
+    world_by_id = world::SELECT_BY_ID,
+    all_fortunes = fortune::SELECT_ALL,
+    update_worlds = world::UPDATE_MANY,
+    insert_user = users::INSERT,
+    user_by_id = users::SELECT_BY_ID,
+    users_by_ids = users::SELECT_BY_IDS,
+    users_page = users::SELECT_PAGE,
+    update_user = users::UPDATE,
+    delete_user = users::DELETE,
+    login_by_email = users::SELECT_LOGIN,
+    insert_session = sessions::INSERT,
+    session_user = sessions::SELECT_USER,
+    revoke_session = sessions::REVOKE,
 }
 
 /// A pool connection with its prepared statements.

@@ -1,7 +1,12 @@
 //! HTTP plumbing shared by every handler: the one body type, static header values, response
 //! builders and JSON output.
 
+pub mod body;
+pub mod caching;
+pub mod compression;
 pub mod date;
+pub mod json_in;
+pub mod negotiate;
 pub mod query;
 
 use bytes::Bytes;

@@ -7,7 +7,7 @@ pub mod runtime;
 
 use std::sync::Arc;
 
-use crate::app::HttpSettings;
+use crate::app::{HttpSettings, UsersSettings};
 use crate::cache::WorldCache;
 use crate::config::{DbConfig, RuntimeMode, ServerConfig};
 use crate::db::{migrate, pool::pg_config};
@@ -76,6 +76,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         db: cfg.db.clone(),
         worlds,
         http: HttpSettings { header_read_timeout: cfg.header_read_timeout, http2: cfg.http2 },
+        users: UsersSettings { session_ttl: cfg.session_ttl, max_body_bytes: cfg.max_body_bytes },
     };
     // Held until shutdown so the multi-thread runtime is not dropped.
     let mut _mt_runtime = None;

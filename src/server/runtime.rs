@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::app::{App, HttpSettings};
+use crate::app::{App, HttpSettings, UsersSettings};
 use crate::cache::WorldCache;
 use crate::config::DbConfig;
 use crate::db::Db;
@@ -19,13 +19,14 @@ pub struct WorkerSetup {
     pub db: DbConfig,
     pub worlds: Arc<WorldCache>,
     pub http: HttpSettings,
+    pub users: UsersSettings,
 }
 
 /// Builds an [`App`] for the process's lifetime. Leaked on purpose: connection tasks borrow it
 /// as `&'static` instead of cloning an `Arc` per request, and it lives until the process exits.
 fn leak_app(setup: &WorkerSetup, pool_size: usize, shared_conns: usize) -> Result<&'static App, String> {
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
-    let app = App::new(db, Arc::clone(&setup.worlds), setup.http).map_err(|e| e.to_string())?;
+    let app = App::new(db, Arc::clone(&setup.worlds), setup.http, setup.users).map_err(|e| e.to_string())?;
     Ok(Box::leak(Box::new(app)))
 }
 

@@ -139,7 +139,24 @@ impl Conn {
     }
 
     pub fn request(&mut self, method: &str, path: &str) -> Response {
-        self.send_raw(format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        self.send(method, path, &[], None)
+    }
+
+    /// A request with extra headers and an optional body (sent with Content-Length).
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = body {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        if let Some(body) = body {
+            bytes.extend_from_slice(body);
+        }
+        self.send_raw(&bytes);
         self.read_response(method == "HEAD")
     }
 
@@ -204,5 +221,43 @@ pub mod postgres_sync {
         ) -> Vec<tokio_postgres::Row> {
             self.rt.block_on(self.client.query(sql, params)).expect("query")
         }
+    }
+}
+
+/// Users-API helpers shared by the tests that need accounts and tokens.
+pub mod users {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::{Value, json};
+
+    use super::{Conn, Response};
+
+    pub const JSON: (&str, &str) = ("Content-Type", "application/json");
+    pub const PASSWORD: &str = "correct horse battery";
+
+    pub fn unique_email(tag: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        format!("{tag}-{}-{}-{nanos}@Example.com", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn post_json(conn: &mut Conn, path: &str, body: &Value) -> Response {
+        conn.send("POST", path, &[JSON], Some(body.to_string().as_bytes()))
+    }
+
+    pub fn create_user(conn: &mut Conn, email: &str) -> i64 {
+        let res = post_json(conn, "/api/users", &json!({"email": email, "password": PASSWORD, "name": "Test User"}));
+        assert_eq!(res.status, 201, "{}", res.text());
+        res.json()["id"].as_i64().unwrap()
+    }
+
+    pub fn login(conn: &mut Conn, email: &str, password: &str) -> Response {
+        post_json(conn, "/api/sessions", &json!({"email": email, "password": password}))
+    }
+
+    pub fn token_for(conn: &mut Conn, email: &str) -> String {
+        let res = login(conn, email, PASSWORD);
+        assert_eq!(res.status, 201, "{}", res.text());
+        res.json()["token"].as_str().unwrap().to_owned()
     }
 }

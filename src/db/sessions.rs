@@ -1,0 +1,35 @@
+//! The `sessions` table: login sessions, keyed by the SHA-256 of their token.
+
+use super::{DbError, PreparedClient};
+use crate::auth::TokenHash;
+
+/// Expiry is computed by PostgreSQL so that one clock decides validity.
+pub const INSERT: &str = "INSERT INTO sessions (token_hash, user_id, expires_at) \
+     VALUES ($1, $2, now() + make_interval(secs => $3)) \
+     RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+pub const SELECT_USER: &str =
+    "SELECT user_id FROM sessions WHERE token_hash = $1 AND NOT revoked AND expires_at > now()";
+pub const REVOKE: &str =
+    "UPDATE sessions SET revoked = true WHERE token_hash = $1 AND NOT revoked AND expires_at > now()";
+
+/// Stores a new session; returns its expiry (RFC 3339).
+pub async fn insert_session(
+    db: &PreparedClient,
+    hash: &TokenHash,
+    user_id: i64,
+    ttl_secs: f64,
+) -> Result<String, DbError> {
+    let row = db.client().query_one(&db.stmts.insert_session, &[&&hash[..], &user_id, &ttl_secs]).await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The user of a live (not expired, not revoked) session.
+pub async fn session_user(db: &PreparedClient, hash: &TokenHash) -> Result<Option<i64>, DbError> {
+    let row = db.client().query_opt(&db.stmts.session_user, &[&&hash[..]]).await?;
+    row.map(|r| r.try_get(0)).transpose().map_err(DbError::from)
+}
+
+/// Revokes a live session; false when there was none.
+pub async fn revoke_session(db: &PreparedClient, hash: &TokenHash) -> Result<bool, DbError> {
+    Ok(db.client().execute(&db.stmts.revoke_session, &[&&hash[..]]).await? == 1)
+}

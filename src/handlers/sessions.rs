@@ -1,0 +1,72 @@
+//! Sessions: log in (a new bearer token) and log out (revoke the current one).
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth;
+use crate::db::{sessions, users};
+use crate::error::AppError;
+use crate::handlers::users::no_content;
+use crate::http::body::read_json;
+use crate::http::json_in::{Fields, parse_object};
+use crate::http::negotiate::{Cacheable, api_json};
+use crate::http::{Body, to_json};
+use crate::validation;
+
+#[derive(Serialize)]
+struct NewSession<'a> {
+    token: &'a str,
+    expires_at: &'a str,
+}
+
+/// `POST /api/sessions`: `{email, password}` → 201 `{token, expires_at}`. Wrong credentials get
+/// the same 401 whether or not the email exists, after the same password work.
+pub async fn create<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>, AppError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut buf = read_json(parts, body, app.users.max_body_bytes).await?;
+    let obj = parse_object(&mut buf)?;
+    let mut f = Fields::new(&obj, &["email", "password"]);
+    let email = f.string("email");
+    let password = f.string("password");
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(AppError::Internal("validated fields missing".into()));
+    };
+    let lease = app.db.lease().await?;
+    // An address that fails the rules cannot belong to an account (and may hold bytes PostgreSQL
+    // refuses, such as NUL): answer it like any unknown email, after the same password work.
+    let account = match validation::email(email) {
+        Ok(email) => users::find_login(&lease, &email).await?,
+        Err(_) => None,
+    };
+    let (user_id, stored) = match account {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    if !auth::verify_password(password.to_owned(), stored).await? {
+        return Err(AppError::BadCredentials);
+    }
+    let user_id = user_id.ok_or(AppError::BadCredentials)?;
+    let token = auth::new_token()?;
+    let expires_at =
+        sessions::insert_session(&lease, &token.hash, user_id, app.users.session_ttl.as_secs_f64()).await?;
+    let body = to_json(&NewSession { token: &token.token, expires_at: &expires_at }, 128)?;
+    Ok(api_json(parts, StatusCode::CREATED, body, Cacheable::No))
+}
+
+/// `DELETE /api/sessions/current`: revokes the bearer token of this request.
+pub async fn delete_current(app: &App, parts: &Parts) -> Result<Response<Body>, AppError> {
+    let hash = auth::bearer_token_hash(parts)?;
+    let lease = app.db.lease().await?;
+    if sessions::revoke_session(&lease, &hash).await? {
+        Ok(no_content())
+    } else {
+        Err(AppError::Unauthorized { invalid_token: true })
+    }
+}

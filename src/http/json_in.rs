@@ -1,0 +1,154 @@
+//! JSON request bodies: parsed in place by simd-json into values that borrow their strings
+//! from the request buffer, then read field by field. Every problem with a body (unknown,
+//! missing and mistyped fields, and the caller's validation failures) is collected and reported
+//! together in one 400.
+
+use simd_json::BorrowedValue;
+use simd_json::borrowed::Object;
+
+use crate::error::{AppError, FieldError};
+
+/// Parses `buf` (rewritten in place) into a JSON object.
+pub fn parse_object(buf: &mut [u8]) -> Result<Box<Object<'_>>, AppError> {
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::BadRequest("the request body is empty; a JSON object is expected".to_owned()));
+    }
+    match simd_json::to_borrowed_value(buf) {
+        Ok(BorrowedValue::Object(obj)) => Ok(obj),
+        Ok(_) => Err(AppError::BadRequest("the request body must be a JSON object".to_owned())),
+        Err(e) => Err(AppError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// Reads the fields of one object, recording every problem.
+pub struct Fields<'a, 'v> {
+    obj: &'a Object<'v>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a, 'v> Fields<'a, 'v> {
+    /// Starts reading `obj`; any key not in `known` is recorded as an unknown field.
+    pub fn new(obj: &'a Object<'v>, known: &[&str]) -> Self {
+        let mut unknown: Vec<FieldError> = obj
+            .keys()
+            .filter(|k| !known.contains(&k.as_ref()))
+            .map(|k| FieldError::new(k.as_ref(), "is not a known field"))
+            .collect();
+        unknown.sort_by(|a, b| a.field.cmp(&b.field));
+        Fields { obj, errors: unknown }
+    }
+
+    /// A required string field.
+    pub fn string(&mut self, name: &'static str) -> Option<&'a str> {
+        match self.obj.get(name) {
+            None => {
+                self.error(name, "is required");
+                None
+            }
+            Some(v) => self.as_str(name, v),
+        }
+    }
+
+    /// An optional string field; absent and `null` are both `None`.
+    pub fn opt_string(&mut self, name: &'static str) -> Option<&'a str> {
+        match self.obj.get(name) {
+            None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => None,
+            Some(v) => self.as_str(name, v),
+        }
+    }
+
+    fn as_str(&mut self, name: &'static str, v: &'a BorrowedValue<'v>) -> Option<&'a str> {
+        match v {
+            BorrowedValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.error(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// Records a problem with field `name` (also for the caller's own validation).
+    pub fn error(&mut self, name: &str, message: &str) {
+        self.errors.push(FieldError::new(name, message));
+    }
+
+    /// Runs `check` on `value` when present, recording its message on failure.
+    pub fn check<T>(
+        &mut self,
+        name: &'static str,
+        value: Option<&str>,
+        check: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        match check(value?) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.error(name, message);
+                None
+            }
+        }
+    }
+
+    /// `Ok` when no problem was recorded, else the 400 listing all of them.
+    pub fn finish(self) -> Result<(), AppError> {
+        if self.errors.is_empty() { Ok(()) } else { Err(AppError::Validation(self.errors)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields_of(body: &str, known: &[&str], f: impl FnOnce(&mut Fields<'_, '_>)) -> Result<(), AppError> {
+        let mut buf = body.as_bytes().to_vec();
+        let obj = parse_object(&mut buf)?;
+        let mut fields = Fields::new(&obj, known);
+        f(&mut fields);
+        fields.finish()
+    }
+
+    fn field_names(r: Result<(), AppError>) -> Vec<String> {
+        match r {
+            Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected validation errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn strings_borrow_from_the_buffer_even_with_escapes() {
+        let mut buf = br#"{"email":"a\u0040b.c","name":"line\nbreak"}"#.to_vec();
+        let obj = parse_object(&mut buf).unwrap();
+        let mut f = Fields::new(&obj, &["email", "name"]);
+        assert_eq!(f.string("email"), Some("a@b.c"));
+        assert_eq!(f.opt_string("name"), Some("line\nbreak"));
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let r = fields_of(r#"{"email":5,"zzz":1,"aaa":2}"#, &["email", "password"], |f| {
+            f.string("email");
+            f.string("password");
+        });
+        assert_eq!(field_names(r), vec!["aaa", "zzz", "email", "password"]);
+    }
+
+    #[test]
+    fn null_optional_fields_are_absent() {
+        assert!(fields_of(r#"{"name":null}"#, &["name"], |f| assert_eq!(f.opt_string("name"), None)).is_ok());
+    }
+
+    #[test]
+    fn malformed_and_non_object_bodies_are_bad_requests() {
+        for body in ["", "   ", "{", "[1,2]", "\"x\"", "{\"a\":}", "nul", "{\"a\":1}x"] {
+            let mut buf = body.as_bytes().to_vec();
+            assert!(matches!(parse_object(&mut buf), Err(AppError::BadRequest(_))), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let body = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let mut buf = body.into_bytes();
+        assert!(matches!(parse_object(&mut buf), Err(AppError::BadRequest(_))));
+    }
+}

@@ -1,0 +1,425 @@
+//! The users API over real HTTP against the real binary and database: every route's happy
+//! path and the bad-input rows of the error contract.
+
+mod common;
+
+use std::io::Read;
+
+use common::users::{JSON, PASSWORD, create_user, login, post_json, token_for, unique_email};
+use common::{Conn, Response, Server};
+use serde_json::{Value, json};
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get_auth(conn: &mut Conn, path: &str, token: &str, extra: &[(&str, &str)]) -> Response {
+    let auth = bearer(token);
+    let mut headers = vec![("Authorization", auth.as_str())];
+    headers.extend_from_slice(extra);
+    conn.send("GET", path, &headers, None)
+}
+
+/// A problem answer with `status`; returns the field names it lists.
+fn problem(res: &Response, status: u16) -> Vec<String> {
+    assert_eq!(res.status, status, "{}", res.text());
+    res.assert_standard_headers();
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    let body = res.json();
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body["errors"]
+        .as_array()
+        .map(|e| e.iter().map(|f| f["field"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn assert_user_shape(v: &Value) {
+    let obj = v.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["created_at", "email", "id", "name", "updated_at"], "{v}");
+}
+
+/// Creating a user answers 201 with Location and the user, email lower-cased, no hash.
+#[test]
+fn create_user_answers_201_with_location_and_no_secret() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("create");
+    let res = post_json(&mut conn, "/api/users", &json!({"email": email, "password": PASSWORD, "name": "Ann"}));
+    assert_eq!(res.status, 201, "{}", res.text());
+    res.assert_standard_headers();
+    let user = res.json();
+    assert_user_shape(&user);
+    let id = user["id"].as_i64().unwrap();
+    assert_eq!(res.header("location"), Some(format!("/api/users/{id}").as_str()));
+    assert_eq!(user["email"], email.to_lowercase());
+    assert_eq!(user["name"], "Ann");
+    assert!(!res.text().contains("argon2") && !res.text().contains("password"), "{}", res.text());
+    // name is optional.
+    let res = post_json(&mut conn, "/api/users", &json!({"email": unique_email("noname"), "password": PASSWORD}));
+    assert_eq!(res.status, 201);
+    assert_eq!(res.json()["name"], "");
+}
+
+/// The same email in another case is a conflict.
+#[test]
+fn duplicate_email_is_409_whatever_the_case() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("dup");
+    create_user(&mut conn, &email);
+    let res = post_json(&mut conn, "/api/users", &json!({"email": email.to_uppercase(), "password": PASSWORD}));
+    problem(&res, 409);
+}
+
+/// Malformed JSON, wrong types, missing and unknown fields and failed rules are all 400s that
+/// name the fields, all of them in one answer.
+#[test]
+fn bad_bodies_get_400_naming_every_field() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let send = |conn: &mut Conn, body: &str| conn.send("POST", "/api/users", &[JSON], Some(body.as_bytes()));
+
+    for malformed in ["{", "{\"email\":}", "[1]", "\"text\"", "", "null", "{\"email\":\"a@b.c\"} trailing"] {
+        let res = send(&mut conn, malformed);
+        problem(&res, 400);
+    }
+    let res = send(&mut conn, r#"{"email": 5, "password": true}"#);
+    assert_eq!(problem(&res, 400), ["email", "password"]);
+    let res = send(&mut conn, "{}");
+    assert_eq!(problem(&res, 400), ["email", "password"]);
+    let res = send(&mut conn, &json!({"email": unique_email("u"), "password": PASSWORD, "admin": true}).to_string());
+    assert_eq!(problem(&res, 400), ["admin"]);
+    let long_name = "n".repeat(101);
+    let res = send(&mut conn, &json!({"email": "not-an-email", "password": "short", "name": long_name}).to_string());
+    let fields = problem(&res, 400);
+    assert_eq!(fields, ["email", "password", "name"]);
+    let long_email = format!("{}@example.com", "a".repeat(250));
+    let res = send(&mut conn, &json!({"email": long_email, "password": PASSWORD}).to_string());
+    assert_eq!(problem(&res, 400), ["email"]);
+    let res = send(&mut conn, &json!({"email": unique_email("p"), "password": "x".repeat(129)}).to_string());
+    assert_eq!(problem(&res, 400), ["password"]);
+    let deep = format!("{{\"email\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    problem(&send(&mut conn, &deep), 400);
+}
+
+/// JSON routes refuse other content types with 415.
+#[test]
+fn wrong_content_type_is_415() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let body = json!({"email": unique_email("ct"), "password": PASSWORD}).to_string();
+    for headers in
+        [&[("Content-Type", "text/plain")][..], &[("Content-Type", "application/x-www-form-urlencoded")], &[]]
+    {
+        let res = conn.send("POST", "/api/users", headers, Some(body.as_bytes()));
+        problem(&res, 415);
+    }
+    let res =
+        conn.send("POST", "/api/users", &[("Content-Type", "application/json; charset=utf-8")], Some(body.as_bytes()));
+    assert_eq!(res.status, 201);
+}
+
+/// A body over the limit is refused with 413, by Content-Length or while reading a chunked one.
+#[test]
+fn oversized_body_is_413() {
+    let server = Server::start(&["--max-body-bytes", "1024"]);
+    let mut conn = server.connect();
+    let big = json!({"email": unique_email("big"), "password": PASSWORD, "name": "x".repeat(2000)}).to_string();
+    problem(&conn.send("POST", "/api/users", &[JSON], Some(big.as_bytes())), 413);
+
+    // Chunked: no Content-Length to look at; the limit applies while reading.
+    let mut conn = server.connect();
+    let chunk = "y".repeat(600);
+    let raw = format!(
+        "POST /api/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    );
+    conn.send_raw(raw.as_bytes());
+    problem(&conn.read_response(false), 413);
+
+    // Under the limit still works.
+    let mut conn = server.connect();
+    let ok = json!({"email": unique_email("small"), "password": PASSWORD}).to_string();
+    assert_eq!(conn.send("POST", "/api/users", &[JSON], Some(ok.as_bytes())).status, 201);
+}
+
+/// Login answers a token; a wrong password and an unknown email get the very same 401.
+#[test]
+fn login_gives_a_token_and_failures_look_alike() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("login");
+    create_user(&mut conn, &email);
+    let res = login(&mut conn, &email.to_uppercase(), PASSWORD);
+    assert_eq!(res.status, 201, "{}", res.text());
+    let body = res.json();
+    assert_eq!(body["token"].as_str().unwrap().len(), 43);
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let wrong = login(&mut conn, &email, "wrong password!");
+    let unknown = login(&mut conn, &unique_email("nobody"), PASSWORD);
+    problem(&wrong, 401);
+    problem(&unknown, 401);
+    assert_eq!(wrong.body, unknown.body);
+    let nul = login(&mut conn, "a\u{0}b@example.com", PASSWORD);
+    problem(&nul, 401);
+    assert_eq!(nul.body, unknown.body);
+    let res = post_json(&mut conn, "/api/sessions", &json!({"email": email}));
+    assert_eq!(problem(&res, 400), ["password"]);
+}
+
+/// Reading a user needs a valid token; bad ids and unknown users are 400 and 404.
+#[test]
+fn reading_users_needs_a_valid_token() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("read");
+    let id = create_user(&mut conn, &email);
+    let token = token_for(&mut conn, &email);
+    let path = format!("/api/users/{id}");
+
+    let res = get_auth(&mut conn, &path, &token, &[]);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_user_shape(&res.json());
+    assert!(res.header("etag").unwrap().starts_with('"'));
+    assert_eq!(res.header("cache-control"), Some("private, no-cache"));
+
+    let res = conn.request("GET", &path);
+    problem(&res, 401);
+    assert_eq!(res.header("www-authenticate"), Some("Bearer"));
+    let res = get_auth(&mut conn, &path, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &[]);
+    problem(&res, 401);
+    assert_eq!(res.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+    problem(&get_auth(&mut conn, &path, "garbage", &[]), 401);
+    assert_eq!(problem(&get_auth(&mut conn, "/api/users/abc", &token, &[]), 400), ["id"]);
+    assert_eq!(problem(&get_auth(&mut conn, "/api/users/0", &token, &[]), 400), ["id"]);
+    problem(&get_auth(&mut conn, "/api/users/999999999", &token, &[]), 404);
+}
+
+/// A matching If-None-Match answers 304 without a body; after a change the old tag no longer
+/// matches.
+#[test]
+fn conditional_get_answers_304_until_the_user_changes() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("etag");
+    let id = create_user(&mut conn, &email);
+    let token = token_for(&mut conn, &email);
+    let path = format!("/api/users/{id}");
+    let first = get_auth(&mut conn, &path, &token, &[]);
+    let etag = first.header("etag").unwrap().to_owned();
+
+    let res = get_auth(&mut conn, &path, &token, &[("If-None-Match", &etag)]);
+    assert_eq!(res.status, 304);
+    assert!(res.body.is_empty());
+    assert_eq!(res.header("etag"), Some(etag.as_str()));
+    let weak = format!("\"other\", W/{etag}");
+    assert_eq!(get_auth(&mut conn, &path, &token, &[("If-None-Match", &weak)]).status, 304);
+    assert_eq!(get_auth(&mut conn, &path, &token, &[("If-None-Match", "\"nope\"")]).status, 200);
+
+    let auth = bearer(&token);
+    let res = conn.send("PATCH", &path, &[JSON, ("Authorization", &auth)], Some(br#"{"name":"Renamed"}"#));
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["name"], "Renamed");
+    let res = get_auth(&mut conn, &path, &token, &[("If-None-Match", &etag)]);
+    assert_eq!(res.status, 200);
+    assert_ne!(res.header("etag"), Some(etag.as_str()));
+}
+
+/// Users change and delete only themselves; bad changes are 400 and taken emails 409; a new
+/// password replaces the old one.
+#[test]
+fn users_change_only_themselves() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let (a_email, b_email) = (unique_email("a"), unique_email("b"));
+    let a = create_user(&mut conn, &a_email);
+    let b = create_user(&mut conn, &b_email);
+    let token_a = token_for(&mut conn, &a_email);
+    let auth_a = bearer(&token_a);
+    let h = [JSON, ("Authorization", auth_a.as_str())];
+
+    problem(&conn.send("PATCH", &format!("/api/users/{b}"), &h, Some(br#"{"name":"x"}"#)), 403);
+    problem(&conn.send("DELETE", &format!("/api/users/{b}"), &h[1..], None), 403);
+    problem(&conn.send("PATCH", &format!("/api/users/{a}"), &[JSON], Some(br#"{"name":"x"}"#)), 401);
+
+    let mine = format!("/api/users/{a}");
+    assert_eq!(problem(&conn.send("PATCH", &mine, &h, Some(br#"{"name":5,"x":1}"#)), 400), ["x", "name"]);
+    assert_eq!(problem(&conn.send("PATCH", &mine, &h, Some(b"{}")), 400), ["body"]);
+    problem(&conn.send("PATCH", &mine, &[("Authorization", auth_a.as_str())], Some(b"{}")), 415);
+    let taken = json!({"email": b_email}).to_string();
+    problem(&conn.send("PATCH", &mine, &h, Some(taken.as_bytes())), 409);
+
+    let change = json!({"password": "a brand new secret"}).to_string();
+    let res = conn.send("PATCH", &mine, &h, Some(change.as_bytes()));
+    assert_eq!(res.status, 200, "{}", res.text());
+    problem(&login(&mut conn, &a_email, PASSWORD), 401);
+    assert_eq!(login(&mut conn, &a_email, "a brand new secret").status, 201);
+
+    let res = conn.send("DELETE", &mine, &h[1..], None);
+    assert_eq!(res.status, 204);
+    assert!(res.body.is_empty());
+    // The account's sessions went with it.
+    problem(&get_auth(&mut conn, &format!("/api/users/{b}"), &token_a, &[]), 401);
+    let token_b = token_for(&mut conn, &b_email);
+    problem(&get_auth(&mut conn, &mine, &token_b, &[]), 404);
+}
+
+/// Logging out revokes the token; an expired token is refused.
+#[test]
+fn revoked_and_expired_tokens_are_refused() {
+    let server = Server::start(&["--session-ttl-secs", "1"]);
+    let mut conn = server.connect();
+    let email = unique_email("logout");
+    let id = create_user(&mut conn, &email);
+    let path = format!("/api/users/{id}");
+
+    let token = token_for(&mut conn, &email);
+    assert_eq!(get_auth(&mut conn, &path, &token, &[]).status, 200);
+    let auth = bearer(&token);
+    let res = conn.send("DELETE", "/api/sessions/current", &[("Authorization", &auth)], None);
+    assert_eq!(res.status, 204);
+    problem(&get_auth(&mut conn, &path, &token, &[]), 401);
+    problem(&conn.send("DELETE", "/api/sessions/current", &[("Authorization", &auth)], None), 401);
+    problem(&conn.send("DELETE", "/api/sessions/current", &[], None), 401);
+
+    let token = token_for(&mut conn, &email);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    problem(&get_auth(&mut conn, &path, &token, &[]), 401);
+}
+
+/// A batch read keeps the order asked, skips unknown ids, and refuses 0, 101 and
+/// non-numeric ids.
+#[test]
+fn batch_reads_keep_order_and_are_bounded() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("batch");
+    let first = create_user(&mut conn, &email);
+    let token = token_for(&mut conn, &email);
+    let ids: Vec<i64> =
+        std::iter::once(first).chain((0..4).map(|_| create_user(&mut conn, &unique_email("bm")))).collect();
+    let asked = [ids[3], 999_999_999, ids[0], ids[4], ids[1], ids[3]];
+    let query: Vec<String> = asked.iter().map(|i| i.to_string()).collect();
+    let res = get_auth(&mut conn, &format!("/api/users?ids={}", query.join(",")), &token, &[]);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(res.header("etag").is_some());
+    let got: Vec<i64> = res.json()["items"].as_array().unwrap().iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, vec![ids[3], ids[0], ids[4], ids[1]]);
+
+    let hundred_one: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
+    for bad in ["", "abc", "1,x", "0", "-1", "1,,2", &hundred_one.join(",")] {
+        let res = get_auth(&mut conn, &format!("/api/users?ids={bad}"), &token, &[]);
+        assert_eq!(problem(&res, 400), ["ids"], "{bad}");
+    }
+    problem(&conn.request("GET", &format!("/api/users?ids={first}")), 401);
+}
+
+/// Keyset pagination walks every user once, in id order, and refuses bad limits and cursors.
+#[test]
+fn pagination_walks_all_users_in_order() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("page");
+    create_user(&mut conn, &email);
+    let token = token_for(&mut conn, &email);
+    for _ in 0..3 {
+        create_user(&mut conn, &unique_email("pg"));
+    }
+    let mut seen = Vec::new();
+    let mut after = String::from("0");
+    let mut pages = 0;
+    loop {
+        let res = get_auth(&mut conn, &format!("/api/users?limit=2&after={after}"), &token, &[]);
+        assert_eq!(res.status, 200, "{}", res.text());
+        let body = res.json();
+        let items = body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|u| u["id"].as_i64().unwrap()));
+        pages += 1;
+        match body["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+        assert!(pages < 100_000);
+    }
+    assert!(seen.len() >= 4);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids ascend without repeats");
+    let res = get_auth(&mut conn, "/api/users", &token, &[]);
+    assert!(res.json()["items"].as_array().unwrap().len() <= 20);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=x", "limit"),
+        ("after=x", "after"),
+        ("after=-5", "after"),
+    ] {
+        assert_eq!(problem(&get_auth(&mut conn, &format!("/api/users?{query}"), &token, &[]), 400), [field], "{query}");
+    }
+    assert_eq!(problem(&get_auth(&mut conn, "/api/users?ids=1&limit=2", &token, &[]), 400), ["ids"]);
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
+    out
+}
+
+/// gzip is used when Accept-Encoding allows it and the body is over a kilobyte, never for
+/// small bodies, and the gzip body decompresses to the identity body.
+#[test]
+fn gzip_is_negotiated_by_accept_encoding() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let email = unique_email("gzip");
+    let first = create_user(&mut conn, &email);
+    let token = token_for(&mut conn, &email);
+    let ids: Vec<String> = std::iter::once(first)
+        .chain((0..19).map(|_| create_user(&mut conn, &unique_email("gz"))))
+        .map(|i| i.to_string())
+        .collect();
+    let path = format!("/api/users?ids={}", ids.join(","));
+
+    let plain = get_auth(&mut conn, &path, &token, &[]);
+    assert_eq!(plain.status, 200);
+    assert!(plain.body.len() > 1024, "a 20-user batch is over a kilobyte");
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+
+    for accept in ["gzip", "deflate, gzip;q=0.5", "*", "br;q=1, *;q=0.2"] {
+        let res = get_auth(&mut conn, &path, &token, &[("Accept-Encoding", accept)]);
+        assert_eq!(res.header("content-encoding"), Some("gzip"), "{accept}");
+        assert_eq!(res.header("vary"), Some("accept-encoding"));
+        assert!(res.body.len() < plain.body.len());
+        assert_eq!(gunzip(&res.body), plain.body, "{accept}");
+        assert_ne!(res.header("etag"), plain.header("etag"), "each representation has its own tag");
+        // The gzip tag revalidates too.
+        let tag = res.header("etag").unwrap().to_owned();
+        let again = get_auth(&mut conn, &path, &token, &[("Accept-Encoding", accept), ("If-None-Match", &tag)]);
+        assert_eq!(again.status, 304);
+    }
+    for accept in ["gzip;q=0", "identity", "br", "*;q=0", "gzip;q=0, *"] {
+        let res = get_auth(&mut conn, &path, &token, &[("Accept-Encoding", accept)]);
+        assert_eq!(res.header("content-encoding"), None, "{accept}");
+        assert_eq!(res.body, plain.body);
+    }
+    // A single user is far under a kilobyte: never compressed.
+    let res = get_auth(&mut conn, &format!("/api/users/{first}"), &token, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-encoding"), None);
+}
+
+/// The OpenAPI document is served as JSON.
+#[test]
+fn openapi_document_is_served() {
+    let server = Server::start(&[]);
+    let res = server.get("/openapi.json");
+    assert_eq!(res.status, 200);
+    res.assert_standard_headers();
+    assert_eq!(res.json()["openapi"], "3.1.0");
+}
