@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+echo "== cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
 
 if [ -z "${DATABASE_URL:-}" ]; then
   pgdir=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-test-pg.XXXXXX")
@@ -17,7 +17,9 @@ if [ -z "${DATABASE_URL:-}" ]; then
   port=$(scripts/pg.sh free-port)
   echo "== throwaway PostgreSQL on 127.0.0.1:$port ($pgdir)"
   DATABASE_URL=$(scripts/pg.sh start "$pgdir" "$port" --throwaway)
-  export DATABASE_URL
+  # tests/db_restart.rs stops and restarts this cluster (and only this one).
+  BAREAPI_TEST_PGDATA=$pgdir
+  export DATABASE_URL BAREAPI_TEST_PGDATA
 fi
 
 # schemathesis (tests/openapi_conformance.rs) lives in a virtualenv of its own under target/.
@@ -31,5 +33,6 @@ fi
 SCHEMATHESIS="$(pwd)/$ST_VENV/bin/schemathesis"
 export SCHEMATHESIS
 
-echo "== cargo test --all-targets"
-cargo test --all-targets
+# test-hooks adds /__test/panic and /__test/sleep to the binary the integration tests start.
+echo "== cargo test --all-targets --features test-hooks"
+cargo test --all-targets --features test-hooks

@@ -1,6 +1,7 @@
-//! The application state one worker serves from: the route table, its database access, the
-//! shared world cache and the connection builders. In per-core mode every worker has its own
-//! (nothing crosses threads but the cache); in multi-thread mode there is one.
+//! The state handlers run against. [`Shared`] is process-wide (the world cache, the metrics
+//! registry, the shutdown signal); an [`App`] is one worker's (its route table, database access,
+//! metrics shard and connection builders). In per-core mode every worker has its own `App`; in
+//! multi-thread mode there is one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,27 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::sync::Semaphore;
 
 use crate::cache::WorldCache;
 use crate::db::Db;
-use crate::handlers::{Endpoint, ROUTES};
+use crate::handlers::{self, Endpoint};
+use crate::metrics::{Metrics, Shard};
 use crate::router::{RouteError, Router};
+use crate::server::shutdown::Shutdown;
+
+/// Connection-level HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Time allowed for a request's headers, and for an idle kept-alive connection to start
+    /// the next request (hyper runs one timer for both).
+    pub header_read_timeout: Duration,
+    pub http2: bool,
+    /// Largest request head (request line and headers); larger answers 431 and closes.
+    pub max_head_bytes: usize,
+    /// Most headers one request may carry; more answers 431 and closes.
+    pub max_headers: usize,
+}
 
 /// Settings of the users API.
 #[derive(Debug, Clone, Copy)]
@@ -23,42 +40,102 @@ pub struct UsersSettings {
     pub max_body_bytes: usize,
 }
 
+/// Operational settings: limits, timeouts, observability switches.
+#[derive(Debug, Clone, Copy)]
+pub struct OpsSettings {
+    /// Largest single header value; larger answers 431 and closes.
+    pub max_header_bytes: usize,
+    /// A handler still running after this answers 503.
+    pub request_timeout: Duration,
+    /// Connections one worker serves at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections before dropping them.
+    pub drain_timeout: Duration,
+    pub access_log: bool,
+    pub record_metrics: bool,
+}
+
+/// Process-wide state shared by every worker.
+pub struct Shared {
+    pub worlds: WorldCache,
+    pub metrics: Metrics,
+    pub shutdown: Shutdown,
+}
+
+impl Shared {
+    pub fn new() -> Result<Shared, RouteError> {
+        let templates = handlers::router()?.templates();
+        Ok(Shared {
+            worlds: WorldCache::default(),
+            metrics: Metrics::new(templates, crate::service::UNMATCHED),
+            shutdown: Shutdown::default(),
+        })
+    }
+}
+
 pub struct App {
     pub router: Router<Endpoint>,
     pub users: UsersSettings,
+    pub ops: OpsSettings,
     pub db: Db,
-    pub worlds: Arc<WorldCache>,
+    pub shared: Arc<Shared>,
+    /// This worker's metrics.
+    pub shard: Arc<Shard>,
+    /// Bounds the connections this worker serves at once (`ops.max_connections`).
+    pub connection_permits: Arc<Semaphore>,
     /// Built once; `serve_connection` borrows it for each accepted connection.
     pub http1: http1::Builder,
     /// Set when HTTP/2 (prior knowledge) is enabled: serves HTTP/1.1 and h2c on one port.
     pub auto: Option<auto::Builder<TokioExecutor>>,
 }
 
-/// Connection-level HTTP settings.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpSettings {
-    pub header_read_timeout: Duration,
-    pub http2: bool,
-}
-
 impl App {
-    pub fn new(db: Db, worlds: Arc<WorldCache>, http: HttpSettings, users: UsersSettings) -> Result<Self, RouteError> {
+    pub fn new(
+        db: Db,
+        shared: Arc<Shared>,
+        http: HttpSettings,
+        users: UsersSettings,
+        ops: OpsSettings,
+    ) -> Result<Self, RouteError> {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(http.header_read_timeout)
-            .keep_alive(true)
-            // Pipelined requests: answers are gathered and flushed together.
-            .pipeline_flush(true);
+        configure_http1(&mut h1, &http);
         let auto = http.http2.then(|| {
             let mut b = auto::Builder::new(TokioExecutor::new());
             b.http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(http.header_read_timeout)
+                .max_headers(http.max_headers)
+                .max_buf_size(http.max_head_bytes.max(8192))
                 .keep_alive(true)
                 .pipeline_flush(true);
             b.http2().timer(TokioTimer::new());
             b
         });
-        Ok(App { router: Router::new(ROUTES)?, users, db, worlds, http1: h1, auto })
+        let shard = shared.metrics.shard();
+        Ok(App {
+            router: handlers::router()?,
+            users,
+            ops,
+            db,
+            shared,
+            shard,
+            connection_permits: Arc::new(Semaphore::new(ops.max_connections)),
+            http1: h1,
+            auto,
+        })
     }
+}
+
+fn configure_http1(h1: &mut http1::Builder, http: &HttpSettings) {
+    // hyper parses up to 100 headers on the stack; setting any limit moves parsing to the heap
+    // (an allocation per request), so the limit is only set when it differs from that.
+    if http.max_headers != crate::config::DEFAULT_MAX_HEADERS {
+        h1.max_headers(http.max_headers);
+    }
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout)
+        .max_header_size(http.max_head_bytes)
+        .keep_alive(true)
+        // Pipelined requests: answers are gathered and flushed together.
+        .pipeline_flush(true);
 }

@@ -34,6 +34,22 @@ pub const DEFAULT_POOL_RECYCLE_MS: u64 = 1_000;
 /// A slow client must send its request headers within this time or the connection is closed.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
 
+/// Largest single header value. A bigger one is refused with 431: no legitimate client of this
+/// API sends more (the largest is a bearer token), and every byte is memory per connection.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest request head (request line + all headers), refused with 431 past it. Larger than one
+/// header so that a long query string reaches the router and gets its precise 400.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most headers per request (hyper's own default, which keeps header parsing on the stack).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// A handler running longer than this answers 503: the client has likely given up already.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Connections one worker serves at once. Each costs a task and buffers (a few KiB); past the
+/// limit, new connections wait in the kernel backlog instead of growing memory without bound.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// How long shutdown waits for in-flight requests before closing what is left.
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+
 /// Session tokens live a day unless revoked.
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 86_400;
 
@@ -115,6 +131,43 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
 
+    /// Largest single header value in bytes; larger gets 431.
+    #[arg(long, env = "BAREAPI_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = parse_positive_usize)]
+    pub max_header_bytes: usize,
+
+    /// Largest request head in bytes (request line and all headers); larger gets 431.
+    #[arg(long, env = "BAREAPI_MAX_HEAD_BYTES", default_value_t = DEFAULT_MAX_HEAD_BYTES,
+          value_parser = parse_head_bytes)]
+    pub max_head_bytes: usize,
+
+    /// Most headers per request; more gets 431.
+    #[arg(long, env = "BAREAPI_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS,
+          value_parser = parse_positive_usize)]
+    pub max_headers: usize,
+
+    /// Milliseconds a handler may run before the request answers 503.
+    #[arg(long, env = "BAREAPI_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// Connections one worker serves at once; more wait in the listen backlog.
+    #[arg(long, env = "BAREAPI_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_positive_usize)]
+    pub max_connections: usize,
+
+    /// Milliseconds shutdown waits for open connections to finish.
+    #[arg(long, env = "BAREAPI_DRAIN_TIMEOUT_MS", default_value_t = DEFAULT_DRAIN_TIMEOUT_MS)]
+    pub drain_timeout_ms: u64,
+
+    /// Log one line per request (method, route template, status, duration, request id).
+    #[arg(long, env = "BAREAPI_ACCESS_LOG")]
+    pub access_log: bool,
+
+    /// Do not record per-request metrics (`/metrics` then shows only gauges).
+    #[arg(long, env = "BAREAPI_NO_METRICS")]
+    pub no_metrics: bool,
+
     /// Seconds a session token stays valid.
     #[arg(long, env = "BAREAPI_SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -178,6 +231,15 @@ pub struct DbArgs {
     pub pool_recycle_ms: u64,
 }
 
+/// hyper's smallest read buffer is 8 KiB; above 1 MiB a request head is no longer plausible.
+fn parse_head_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (8192..=1 << 20).contains(&n) => Ok(n),
+        Ok(_) => Err("must be from 8192 to 1048576".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -199,6 +261,14 @@ pub struct ServerConfig {
     pub migrate: bool,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+    pub access_log: bool,
+    pub metrics: bool,
     pub db: DbConfig,
 }
 
@@ -284,6 +354,14 @@ impl ServeArgs {
             migrate: !self.no_migrate,
             session_ttl: Duration::from_secs(self.session_ttl_secs),
             max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_connections: self.max_connections,
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            access_log: self.access_log,
+            metrics: !self.no_metrics,
             db,
         })
     }
@@ -330,6 +408,11 @@ mod tests {
         assert!(parse(&["--runtime", "fast"]).is_err());
         assert!(parse(&["--pool-size", "0"]).is_err());
         assert!(parse(&["--pool-wait-ms", "0"]).is_err());
+        assert!(parse(&["--max-head-bytes", "100"]).is_err());
+        assert!(parse(&["--max-header-bytes", "0"]).is_err());
+        assert!(parse(&["--max-headers", "0"]).is_err());
+        assert!(parse(&["--request-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--max-connections", "0"]).is_err());
         let cli = parse(&["--pool-size", "2", "--shared-conns", "3"]).unwrap();
         let err = cli.serve.to_config().unwrap_err();
         assert!(err.contains("--shared-conns"), "{err}");

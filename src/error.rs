@@ -53,8 +53,14 @@ pub enum AppError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// A header value over the per-header limit.
+    HeaderTooLarge {
+        limit: usize,
+    },
     /// A dependency (the database) cannot serve now; the cause is logged.
     Unavailable(String),
+    /// The handler did not finish within the request timeout.
+    Timeout(std::time::Duration),
     /// A bug or an unexpected failure; the cause is logged, the client gets a generic body.
     Internal(String),
 }
@@ -81,7 +87,8 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,10 +119,19 @@ impl AppError {
                 limit_detail = format!("The request body exceeds the limit of {limit} bytes.");
                 limit_detail.as_str()
             }
+            AppError::HeaderTooLarge { limit } => {
+                limit_detail = format!("A request header exceeds the limit of {limit} bytes.");
+                limit_detail.as_str()
+            }
             AppError::Unavailable(cause) => {
                 let id = log_id();
                 tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
                 "The database is unavailable; retry shortly."
+            }
+            AppError::Timeout(limit) => {
+                let id = log_id();
+                tracing::warn!(route, request_id = ?id, timeout = ?limit, "request timed out");
+                "The request took longer than the server allows; retry shortly."
             }
             AppError::Internal(cause) => {
                 let id = log_id();
@@ -123,24 +139,18 @@ impl AppError {
                 "An internal error occurred."
             }
         };
-        let problem = Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            errors: match &self {
-                AppError::Validation(errors) => Some(errors),
-                _ => None,
-            },
+        let errors = match &self {
+            AppError::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
         };
-        let body = to_json(&problem, 160).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"));
+        let body = problem_json(status, detail, errors);
         let mut res = response(status, PROBLEM_JSON, body);
         let headers = res.headers_mut();
         match self {
             AppError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, allow);
             }
-            AppError::Unavailable(_) => {
+            AppError::Unavailable(_) | AppError::Timeout(_) => {
                 headers.insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
             }
             AppError::Unauthorized { invalid_token } => {
@@ -160,6 +170,18 @@ impl AppError {
         }
         res
     }
+}
+
+/// The RFC 9457 body for `status` (also used for answers written outside hyper).
+pub fn problem_json(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) -> bytes::Bytes {
+    let problem = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    to_json(&problem, 160).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"))
 }
 
 /// A random 128-bit request id in hex.

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment, one struct per subsystem.
-//! - [`server`]: start-up (`run`), listeners, the per-core and multi-thread runtimes, connections.
+//! - [`server`]: start-up (`run`), listeners, the per-core and multi-thread runtimes,
+//!   connections, graceful shutdown.
 //! - [`service`]: the hyper service: route, handle, map errors and panics, stamp headers.
 //! - [`router`]: the matched-path router (method + template → handler, params, template label).
 //! - [`handlers`]: the route table and one module per resource (`bench`: TechEmpower suite,
@@ -16,6 +17,7 @@
 //! - [`html`]: escaping and the fortunes page.
 //! - [`cache`]: the world-row cache behind `/cached-queries`.
 //! - [`error`]: the HTTP error type and its one mapping to problem+json.
+//! - [`metrics`]: lock-free per-worker counters and the Prometheus text format.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod handlers;
 pub mod html;
 pub mod http;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod service;

@@ -4,43 +4,53 @@ use std::process::ExitCode;
 
 use bareapi::config::{Cli, Command, LogFormat};
 use clap::Parser;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(format: LogFormat) {
+/// Logs go through a background writer thread, so a worker never blocks on a slow stdout (the
+/// access log writes a line per request). The guard flushes what is queued when main returns.
+fn init_logging(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_env("BAREAPI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let (result, guard) = match cli.command {
         Some(Command::Migrate(db)) => {
-            init_logging(LogFormat::Text);
-            bareapi::server::migrate_only(&db.to_config())
+            let guard = init_logging(LogFormat::Text);
+            (bareapi::server::migrate_only(&db.to_config()), guard)
         }
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = e.as_str(), "bareapi failed");
             eprintln!("bareapi: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(guard);
+    code
 }
 
-fn serve(args: &bareapi::config::ServeArgs) -> Result<(), String> {
-    init_logging(args.log_format);
-    let cfg = args.to_config()?;
-    tracing::info!(config = ?cfg, "starting");
-    bareapi::server::run(cfg)
+fn serve(args: &bareapi::config::ServeArgs) -> (Result<(), String>, WorkerGuard) {
+    let guard = init_logging(args.log_format);
+    let result = args.to_config().and_then(|cfg| {
+        tracing::info!(config = ?cfg, "starting");
+        bareapi::server::run(cfg)
+    });
+    (result, guard)
 }

@@ -64,9 +64,12 @@ impl<'p> Params<'p> {
 
 /// The outcome of matching one request line.
 #[derive(Debug)]
+///
+/// `route` is the template's index in [`Router::templates`]: a stable small integer that
+/// metrics use to find their slot without hashing.
 pub enum Match<'r, 'p, H> {
-    Found { handler: &'r H, params: Params<'p>, template: &'static str },
-    MethodNotAllowed { allow: &'r HeaderValue, template: &'static str },
+    Found { handler: &'r H, params: Params<'p>, template: &'static str, route: usize },
+    MethodNotAllowed { allow: &'r HeaderValue, template: &'static str, route: usize },
     NotFound,
 }
 
@@ -150,7 +153,7 @@ impl<H: Copy> Router<H> {
 
     /// Matches `method` and `path` (the path of the request URI, without the query).
     pub fn find<'r, 'p>(&'r self, method: &Method, path: &'p str) -> Match<'r, 'p, H> {
-        for entry in &self.paths {
+        for (route, entry) in self.paths.iter().enumerate() {
             let params = if entry.segments.is_empty() {
                 if entry.template != path {
                     continue;
@@ -171,11 +174,16 @@ impl<H: Copy> Router<H> {
                 })
                 .map(|(_, h)| h);
             return match handler {
-                Some(handler) => Match::Found { handler, params, template: entry.template },
-                None => Match::MethodNotAllowed { allow: &entry.allow, template: entry.template },
+                Some(handler) => Match::Found { handler, params, template: entry.template, route },
+                None => Match::MethodNotAllowed { allow: &entry.allow, template: entry.template, route },
             };
         }
         Match::NotFound
+    }
+
+    /// The templates, indexed by the `route` of a [`Match`].
+    pub fn templates(&self) -> Vec<&'static str> {
+        self.paths.iter().map(|p| p.template).collect()
     }
 
     /// Every (method, template) pair, in declaration order per template.
@@ -242,7 +250,7 @@ mod tests {
 
     fn found(r: &Router<H>, m: Method, p: &str) -> Option<Found> {
         match r.find(&m, p) {
-            Match::Found { handler, params, template } => {
+            Match::Found { handler, params, template, .. } => {
                 let ps = params.names[..params.len]
                     .iter()
                     .zip(&params.values[..params.len])
@@ -304,7 +312,8 @@ mod tests {
     fn wrong_method_gives_allow_with_head_for_get() {
         let r = router();
         match r.find(&Method::DELETE, "/users/7") {
-            Match::MethodNotAllowed { allow, template } => {
+            Match::MethodNotAllowed { allow, template, route } => {
+                assert_eq!(r.templates()[route], template);
                 assert_eq!(allow, "GET, PATCH, HEAD");
                 assert_eq!(template, "/users/{id}");
             }

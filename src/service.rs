@@ -1,12 +1,18 @@
-//! The hyper service: match the route, run its handler, turn errors and panics into problem
-//! responses, and stamp `Server` and `Date` on every response.
+//! The hyper service: match the route, run its handler under the request timeout, turn errors
+//! and panics into problem responses, stamp `Server`, `Date` and `x-request-id` on every
+//! response, and record metrics and the access log.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{Request, Response};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
 
 use crate::app::App;
 use crate::error::{AppError, REQUEST_ID};
@@ -17,36 +23,175 @@ use crate::router::Match;
 /// The label of requests that matched no route.
 pub const UNMATCHED: &str = "<unmatched>";
 
+/// Most query parameters a request may carry. The routes read one or two; a flood of them is
+/// refused (400) before any handler scans it.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
+/// Longest client-supplied `x-request-id` kept; a longer or non-printable one is replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
+
+thread_local! {
+    /// Per-thread request-id state: a random prefix and a counter, so generating an id needs
+    /// neither a lock nor the random generator per request.
+    static NEXT_ID: Cell<(u64, u64)> = Cell::new((fastrand::u64(..), 0));
+}
+
+/// The client's `x-request-id` if it is short and printable, else a new one.
+fn request_id(parts: &Parts) -> HeaderValue {
+    if let Some(v) = parts.headers.get(REQUEST_ID)
+        && !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID_BYTES
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let (prefix, n) = NEXT_ID.with(|c| {
+        let (prefix, n) = c.get();
+        c.set((prefix, n.wrapping_add(1)));
+        (prefix, n)
+    });
+    let mut buf = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in prefix.to_be_bytes().iter().chain(n.to_be_bytes().iter()).enumerate() {
+        buf[2 * i] = HEX[usize::from(byte >> 4)];
+        buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+}
+
+/// Refusals decided from the request head alone, before the handler: framing that smuggling
+/// relies on, oversized header values and floods of query parameters.
+fn refuse_early(parts: &Parts, max_header_bytes: usize) -> Option<AppError> {
+    let headers = &parts.headers;
+    if headers.values().any(|v| v.len() > max_header_bytes) {
+        return Some(AppError::HeaderTooLarge { limit: max_header_bytes });
+    }
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        return Some(AppError::BadRequest(
+            "Content-Length and Transfer-Encoding together are refused (request smuggling).".to_owned(),
+        ));
+    }
+    if let Some(q) = parts.uri.query()
+        && q.bytes().filter(|b| *b == b'&').count() >= MAX_QUERY_PARAMS
+    {
+        return Some(AppError::BadRequest(format!("At most {MAX_QUERY_PARAMS} query parameters are accepted.")));
+    }
+    None
+}
+
 /// Answers one request. Never fails: every error is already a response.
 pub async fn handle<B>(app: &App, req: Request<B>) -> Result<Response<Body>, Infallible>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let started = Instant::now();
+    let shard = &app.shard;
+    shard.in_flight.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let mut res = match app.router.find(&parts.method, parts.uri.path()) {
-        Match::Found { handler, params, template } => {
-            // A panicking handler answers 500 for its own request; the connection, the worker
-            // and the process carry on (release builds keep panic = "unwind" for this).
-            match AssertUnwindSafe(handlers::dispatch(app, *handler, &parts, body, params)).catch_unwind().await {
-                Ok(Ok(res)) => res,
-                Ok(Err(e)) => e.into_response(template, parts.headers.get(REQUEST_ID)),
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic payload".to_owned());
-                    AppError::Internal(format!("handler panicked: {what}"))
-                        .into_response(template, parts.headers.get(REQUEST_ID))
+    let id = request_id(&parts);
+    let (mut res, template, route) = match app.router.find(&parts.method, parts.uri.path()) {
+        Match::Found { handler, params, template, route } => {
+            let res = match refuse_early(&parts, app.ops.max_header_bytes) {
+                Some(e) => {
+                    let mut res = e.into_response(template, Some(&id));
+                    res.headers_mut().insert(CONNECTION, CLOSE);
+                    res
                 }
-            }
+                None => {
+                    let run = AssertUnwindSafe(handlers::dispatch(app, *handler, &parts, body, params)).catch_unwind();
+                    match tokio::time::timeout(app.ops.request_timeout, run).await {
+                        Ok(Ok(Ok(res))) => res,
+                        Ok(Ok(Err(e))) => e.into_response(template, Some(&id)),
+                        // A panicking handler answers 500 for its own request; the connection,
+                        // the worker and the process carry on (release builds keep
+                        // panic = "unwind" for this).
+                        Ok(Err(panic)) => {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "non-string panic payload".to_owned());
+                            AppError::Internal(format!("handler panicked: {what}")).into_response(template, Some(&id))
+                        }
+                        Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, Some(&id)),
+                    }
+                }
+            };
+            (res, template, route)
         }
-        Match::MethodNotAllowed { allow, template } => {
-            AppError::MethodNotAllowed { allow: allow.clone() }.into_response(template, None)
+        Match::MethodNotAllowed { allow, template, route } => {
+            (AppError::MethodNotAllowed { allow: allow.clone() }.into_response(template, None), template, route)
         }
-        Match::NotFound => AppError::NotFound("No route matches this path.").into_response(UNMATCHED, None),
+        Match::NotFound => (
+            AppError::NotFound("No route matches this path.").into_response(UNMATCHED, None),
+            UNMATCHED,
+            app.shared.metrics.unmatched(),
+        ),
     };
     stamp(&mut res);
+    res.headers_mut().insert(REQUEST_ID, id);
+    shard.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let status = res.status().as_u16();
+    if app.ops.record_metrics || app.ops.access_log {
+        let elapsed = started.elapsed();
+        if app.ops.record_metrics {
+            shard.record(route, &parts.method, status, elapsed);
+        }
+        if app.ops.access_log {
+            tracing::info!(
+                target: "access",
+                method = parts.method.as_str(),
+                route = template,
+                status,
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                request_id = res.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            );
+        }
+    }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_generated_otherwise() {
+        assert_eq!(request_id(&parts("/", &[("x-request-id", "abc-123")])), "abc-123");
+        let long = "a".repeat(129);
+        for bad in ["", long.as_str(), "has space"] {
+            let id = request_id(&parts("/", &[("x-request-id", bad)]));
+            assert_eq!(id.len(), 32, "{bad:?}");
+        }
+        let a = request_id(&parts("/", &[]));
+        let b = request_id(&parts("/", &[]));
+        assert_ne!(a, b);
+        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn smuggling_shapes_and_query_floods_are_refused_early() {
+        let limit = 16 * 1024;
+        let early = |p: Parts| refuse_early(&p, limit);
+        assert!(early(parts("/x", &[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
+        let flood = format!("/x?{}", vec!["a=1"; 10_000].join("&"));
+        assert!(early(parts(&flood, &[])).is_some());
+        let fine = format!("/x?{}", vec!["a=1"; MAX_QUERY_PARAMS].join("&"));
+        assert!(early(parts(&fine, &[])).is_none());
+        assert!(early(parts("/x?queries=20", &[("content-length", "0")])).is_none());
+        let big = "b".repeat(limit + 1);
+        assert!(matches!(early(parts("/x", &[("x-big", &big)])), Some(AppError::HeaderTooLarge { .. })));
+        assert!(early(parts("/x", &[("x-big", &big[1..])])).is_none());
+    }
 }

@@ -89,13 +89,13 @@ pub async fn cached_queries(app: &App, query: Option<&str>) -> Result<Response<B
     let mut rows: Vec<World> = Vec::with_capacity(n);
     for _ in 0..n {
         let id = world::random_id();
-        let row = match app.worlds.get(id) {
+        let row = match app.shared.worlds.get(id) {
             Some(row) => row,
             // Only before the start-up fill succeeded: read through and remember.
             None => {
                 let lease = app.db.lease().await?;
                 let row = query_world(&lease, id).await?;
-                app.worlds.insert(row);
+                app.shared.worlds.insert(row);
                 row
             }
         };

@@ -1,9 +1,14 @@
 //! The route table and the dispatch from a matched route to its handler. One module per
-//! resource: [`bench`] (TechEmpower suite), [`users`], [`sessions`], [`docs`] (OpenAPI).
+//! resource: [`bench`] (TechEmpower suite), [`users`], [`sessions`], [`docs`] (OpenAPI),
+//! [`ops`] (health, readiness, metrics) and, in builds with the `test-hooks` feature only,
+//! [`test_hooks`].
 
 pub mod bench;
 pub mod docs;
+pub mod ops;
 pub mod sessions;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 pub mod users;
 
 use bytes::Bytes;
@@ -13,7 +18,7 @@ use http::{Method, Response};
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::Body;
-use crate::router::Params;
+use crate::router::{Params, RouteError, Router};
 
 /// Every handler the router can select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,13 @@ pub enum Endpoint {
     CreateSession,
     DeleteCurrentSession,
     OpenApi,
+    Healthz,
+    Readyz,
+    Metrics,
+    /// `test-hooks` builds only: panics inside the handler.
+    TestPanic,
+    /// `test-hooks` builds only: answers after `?ms=` milliseconds.
+    TestSleep,
 }
 
 /// The route table: declared once, here. `HEAD` is served for every `GET` route.
@@ -52,7 +64,24 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/api/sessions", Endpoint::CreateSession),
     (Method::DELETE, "/api/sessions/current", Endpoint::DeleteCurrentSession),
     (Method::GET, "/openapi.json", Endpoint::OpenApi),
+    (Method::GET, "/healthz", Endpoint::Healthz),
+    (Method::GET, "/readyz", Endpoint::Readyz),
+    (Method::GET, "/metrics", Endpoint::Metrics),
 ];
+
+/// Routes that exist only in builds with the `test-hooks` feature (the integration tests'
+/// binary), to provoke a panic or a slow handler.
+#[cfg(feature = "test-hooks")]
+const TEST_ROUTES: &[(Method, &str, Endpoint)] =
+    &[(Method::GET, "/__test/panic", Endpoint::TestPanic), (Method::GET, "/__test/sleep", Endpoint::TestSleep)];
+#[cfg(not(feature = "test-hooks"))]
+const TEST_ROUTES: &[(Method, &str, Endpoint)] = &[];
+
+/// The router over [`ROUTES`] (and the test routes in `test-hooks` builds).
+pub fn router() -> Result<Router<Endpoint>, RouteError> {
+    let routes: Vec<_> = ROUTES.iter().chain(TEST_ROUTES).cloned().collect();
+    Router::new(&routes)
+}
 
 /// Runs the handler of `endpoint`.
 pub async fn dispatch<B>(
@@ -83,5 +112,14 @@ where
         Endpoint::CreateSession => sessions::create(app, parts, body).await,
         Endpoint::DeleteCurrentSession => sessions::delete_current(app, parts).await,
         Endpoint::OpenApi => Ok(docs::openapi()),
+        Endpoint::Healthz => Ok(ops::healthz()),
+        Endpoint::Readyz => ops::readyz(app).await,
+        Endpoint::Metrics => Ok(ops::metrics(app)),
+        #[cfg(feature = "test-hooks")]
+        Endpoint::TestPanic => test_hooks::panic(),
+        #[cfg(feature = "test-hooks")]
+        Endpoint::TestSleep => test_hooks::sleep(query).await,
+        #[cfg(not(feature = "test-hooks"))]
+        Endpoint::TestPanic | Endpoint::TestSleep => Err(AppError::NotFound("No route matches this path.")),
     }
 }

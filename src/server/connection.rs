@@ -1,25 +1,151 @@
 //! Serving one accepted connection with hyper: HTTP/1.1 with keep-alive and pipelining, or
-//! HTTP/1.1 + h2c through hyper-util's auto builder when HTTP/2 is enabled.
+//! HTTP/1.1 + h2c through hyper-util's auto builder when HTTP/2 is enabled. When shutdown
+//! begins the connection is told to finish gracefully: the request in flight is answered (with
+//! `Connection: close`), an idle connection is closed.
+//!
+//! Malformed requests: hyper queues its 400/431 answer for a request it cannot parse, but with
+//! `pipeline_flush` on (which multiplies pipelined throughput several times over) it closes the
+//! connection without flushing that answer while the bad bytes sit unread in its buffer. So the
+//! connection keeps a duplicate of the socket and, when hyper ends it with a parse error, writes
+//! the answer itself: 431 for an oversized head or too many headers, 400 otherwise, then closes.
+//! hyper would shut the write side down before returning that error, so the stream it gets
+//! ([`NoShutdown`]) leaves the FIN to the close that follows.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use http::StatusCode;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
+use crate::error::problem_json;
+use crate::server::shutdown::begun;
 use crate::service;
 
-pub async fn serve(stream: TcpStream, app: &'static App) {
+/// Keeps the connection gauge right however the connection task ends (even if it is dropped
+/// at the drain deadline).
+struct Open<'a> {
+    app: &'a App,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.app.shard.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A TCP stream whose `shutdown` does nothing: the socket is closed (FIN) when both it and
+/// the spare duplicate are dropped, right after the connection ends.
+struct NoShutdown(TcpStream);
+
+impl AsyncRead for NoShutdown {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NoShutdown {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Serves `stream` until the client or shutdown ends it. `_permit` holds this connection's
+/// place under the worker's connection limit.
+pub async fn serve(stream: TcpStream, app: &'static App, _permit: OwnedSemaphorePermit) {
+    app.shard.connections_total.fetch_add(1, Ordering::Relaxed);
+    app.shard.connections_open.fetch_add(1, Ordering::Relaxed);
+    let _open = Open { app };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }
-    let io = TokioIo::new(stream);
+    // See the module doc: for answering requests hyper could not parse.
+    let spare = socket2::SockRef::from(&stream).try_clone().ok();
+    let io = TokioIo::new(NoShutdown(stream));
     let svc = service_fn(move |req| service::handle(app, req));
+    let mut shutdown = app.shared.shutdown.subscribe();
     let result = match &app.auto {
-        Some(auto) => auto.serve_connection(io, svc).await,
-        None => app.http1.serve_connection(io, svc).await.map_err(Into::into),
+        Some(auto) => {
+            let conn = auto.serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = begun(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+        None => {
+            let conn = app.http1.serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = begun(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+            .map_err(Into::into)
+        }
     };
     if let Err(e) = result {
         // Client resets, header timeouts and malformed requests end here; none is the server's fault.
         tracing::debug!(error = %e, "connection ended with an error");
+        let parse_error = e.downcast_ref::<hyper::Error>().filter(|h| h.is_parse() || h.is_parse_too_large());
+        if let (Some(err), Some(socket)) = (parse_error, spare) {
+            let (status, detail) = if err.is_parse_too_large() {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "The request head is too large or has too many headers.")
+            } else {
+                (StatusCode::BAD_REQUEST, "The request is malformed HTTP/1.1.")
+            };
+            let mut socket = std::net::TcpStream::from(socket);
+            // A small write into an idle socket's buffer completes at once; if it cannot, the
+            // client gets the close alone.
+            let _ = socket.write_all(&raw_problem(status, detail));
+        }
     }
+}
+
+/// A complete `Connection: close` problem response as bytes, for writing without hyper.
+fn raw_problem(status: StatusCode, detail: &'static str) -> Vec<u8> {
+    let body = problem_json(status, detail, None);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nserver: bareapi\r\ndate: {}\r\nconnection: close\r\n\
+         content-type: application/problem+json\r\ncontent-length: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        crate::http::date::now().to_str().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }

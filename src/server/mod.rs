@@ -4,10 +4,11 @@
 pub mod connection;
 pub mod listener;
 pub mod runtime;
+pub mod shutdown;
 
 use std::sync::Arc;
 
-use crate::app::{HttpSettings, UsersSettings};
+use crate::app::{HttpSettings, OpsSettings, Shared, UsersSettings};
 use crate::cache::WorldCache;
 use crate::config::{DbConfig, RuntimeMode, ServerConfig};
 use crate::db::{migrate, pool::pg_config};
@@ -66,20 +67,33 @@ async fn prepare_database(cfg: &ServerConfig, worlds: &WorldCache) -> Result<(),
     Ok(())
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM, then drains it (see [`shutdown`]) and returns.
 pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let control = control_runtime()?;
-    let worlds = Arc::new(WorldCache::default());
-    control.block_on(prepare_database(&cfg, &worlds))?;
+    let shared = Arc::new(Shared::new().map_err(|e| e.to_string())?);
+    control.block_on(prepare_database(&cfg, &shared.worlds))?;
 
     let setup = WorkerSetup {
         db: cfg.db.clone(),
-        worlds,
-        http: HttpSettings { header_read_timeout: cfg.header_read_timeout, http2: cfg.http2 },
+        shared: Arc::clone(&shared),
+        http: HttpSettings {
+            header_read_timeout: cfg.header_read_timeout,
+            http2: cfg.http2,
+            max_head_bytes: cfg.max_head_bytes,
+            max_headers: cfg.max_headers,
+        },
         users: UsersSettings { session_ttl: cfg.session_ttl, max_body_bytes: cfg.max_body_bytes },
+        ops: OpsSettings {
+            max_header_bytes: cfg.max_header_bytes,
+            request_timeout: cfg.request_timeout,
+            max_connections: cfg.max_connections,
+            drain_timeout: cfg.drain_timeout,
+            access_log: cfg.access_log,
+            record_metrics: cfg.metrics,
+        },
     };
-    // Held until shutdown so the multi-thread runtime is not dropped.
-    let mut _mt_runtime = None;
+    let mut workers = Vec::new();
+    let mut multi = None;
     match cfg.runtime {
         RuntimeMode::PerCore => {
             let listeners = listener::bind_reuseport_group(cfg.listen, cfg.backlog, cfg.workers)
@@ -88,8 +102,10 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             let cores = if cfg.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
             for (i, l) in listeners.into_iter().enumerate() {
                 let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-                runtime::spawn_per_core_worker(i, l, setup.clone(), core)
-                    .map_err(|e| format!("starting worker {i}: {e}"))?;
+                workers.push(
+                    runtime::spawn_per_core_worker(i, l, setup.clone(), core)
+                        .map_err(|e| format!("starting worker {i}: {e}"))?,
+                );
             }
             tracing::info!(%addr, workers = cfg.workers, runtime = "per-core", "listening");
         }
@@ -97,12 +113,23 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             let l =
                 listener::bind(cfg.listen, cfg.backlog, true).map_err(|e| format!("binding {}: {e}", cfg.listen))?;
             let addr = l.local_addr().map_err(|e| e.to_string())?;
-            _mt_runtime = Some(runtime::start_multi_thread(cfg.workers, l, setup)?);
+            multi = Some(runtime::start_multi_thread(cfg.workers, l, setup)?);
             tracing::info!(%addr, workers = cfg.workers, runtime = "multi-thread", "listening");
         }
     }
     control.block_on(shutdown_signal())?;
-    tracing::info!("shutdown signal received; exiting");
+    tracing::info!(drain_timeout = ?cfg.drain_timeout, "shutdown signal received; draining");
+    shared.shutdown.begin();
+    for worker in workers {
+        if worker.join().is_err() {
+            tracing::error!("a worker thread panicked while draining");
+        }
+    }
+    if let Some((rt, done)) = multi {
+        let _ = rt.block_on(done);
+        rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    }
+    tracing::info!("drained; exiting");
     Ok(())
 }
 

@@ -1,52 +1,91 @@
 //! The two runtime layouts. Per-core: one OS thread per worker, each running a current-thread
 //! tokio runtime with its own listener and its own [`App`]. Multi-thread: one work-stealing
-//! runtime, one listener, one [`App`]. Both run the same accept loop and service.
+//! runtime, one listener, one [`App`]. Both run the same accept loop, service and drain.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::app::{App, HttpSettings, UsersSettings};
-use crate::cache::WorldCache;
+use crate::app::{App, HttpSettings, OpsSettings, Shared, UsersSettings};
 use crate::config::DbConfig;
 use crate::db::Db;
+use crate::metrics::PoolFigures;
 use crate::server::connection;
+use crate::server::shutdown::begun;
 
 /// What every worker needs to build its [`App`].
 #[derive(Clone)]
 pub struct WorkerSetup {
     pub db: DbConfig,
-    pub worlds: Arc<WorldCache>,
+    pub shared: Arc<Shared>,
     pub http: HttpSettings,
     pub users: UsersSettings,
+    pub ops: OpsSettings,
 }
 
 /// Builds an [`App`] for the process's lifetime. Leaked on purpose: connection tasks borrow it
 /// as `&'static` instead of cloning an `Arc` per request, and it lives until the process exits.
-fn leak_app(setup: &WorkerSetup, pool_size: usize, shared_conns: usize) -> Result<&'static App, String> {
+fn leak_app(
+    setup: &WorkerSetup,
+    pool_size: usize,
+    shared_conns: usize,
+    ops: OpsSettings,
+) -> Result<&'static App, String> {
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
-    let app = App::new(db, Arc::clone(&setup.worlds), setup.http, setup.users).map_err(|e| e.to_string())?;
-    Ok(Box::leak(Box::new(app)))
+    let app = App::new(db, Arc::clone(&setup.shared), setup.http, setup.users, ops).map_err(|e| e.to_string())?;
+    let app: &'static App = Box::leak(Box::new(app));
+    setup.shared.metrics.register_pool(Box::new(move || {
+        let s = app.db.pool_status();
+        PoolFigures { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+    }));
+    Ok(app)
 }
 
-/// Accepts connections until the process ends, serving each on its own task.
+/// Accepts connections until shutdown begins, serving each on its own task; at most
+/// `ops.max_connections` at once (the rest wait in the listen backlog).
 pub async fn accept_loop(listener: TcpListener, app: &'static App) {
+    let mut shutdown = app.shared.shutdown.subscribe();
     loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                tokio::spawn(connection::serve(stream, app));
-            }
-            Err(e) => {
-                // EMFILE/ENFILE and friends: back off instead of spinning on the error.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        let permit = tokio::select! {
+            p = Arc::clone(&app.connection_permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = begun(&mut shutdown) => return,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tokio::spawn(connection::serve(stream, app, permit));
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = begun(&mut shutdown) => return,
         }
     }
 }
 
-/// Starts one per-core worker thread serving `listener`.
+/// After the accept loop has stopped: waits for this app's connections to finish, up to the
+/// drain deadline, then closes the pool. Connections still open are dropped with the runtime.
+async fn drain(app: &'static App) {
+    let deadline = Instant::now() + app.ops.drain_timeout;
+    while app.shard.connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = app.shard.connections_open.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(connections = left, "drain deadline reached; closing the rest");
+    }
+    app.db.close();
+}
+
+/// Starts one per-core worker thread serving `listener`; the thread ends once drained.
 pub fn spawn_per_core_worker(
     index: usize,
     listener: std::net::TcpListener,
@@ -67,7 +106,7 @@ pub fn spawn_per_core_worker(
             }
         };
         rt.block_on(async move {
-            let app = match leak_app(&setup, setup.db.pool_size, setup.db.shared_conns) {
+            let app = match leak_app(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops) {
                 Ok(app) => app,
                 Err(e) => {
                     tracing::error!(worker = index, error = %e, "could not start the worker");
@@ -79,30 +118,37 @@ pub fn spawn_per_core_worker(
             tokio::spawn(app.db.warm_up());
             let listener = TcpListener::from_std(listener).expect("a non-blocking std listener converts");
             accept_loop(listener, app).await;
+            drain(app).await;
         });
+        // Dropping the runtime here cancels whatever outlived the drain deadline.
     })
 }
 
-/// Starts the multi-thread runtime serving `listener`; the runtime is returned so the caller
-/// keeps it alive.
+/// Starts the multi-thread runtime serving `listener`. Returns the runtime and a handle that
+/// finishes once the server has drained after shutdown began.
 pub fn start_multi_thread(
     workers: usize,
     listener: std::net::TcpListener,
     setup: WorkerSetup,
-) -> Result<tokio::runtime::Runtime, String> {
+) -> Result<(tokio::runtime::Runtime, tokio::task::JoinHandle<()>), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("bareapi-mt")
         .enable_all()
         .build()
         .map_err(|e| format!("building the runtime: {e}"))?;
-    // The one pool serves every worker thread: the per-worker sizes times the worker count.
-    let app = leak_app(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers)?;
+    // The one pool and connection limit serve every worker thread: per-worker values times
+    // the worker count.
+    let ops = OpsSettings { max_connections: setup.ops.max_connections * workers, ..setup.ops };
+    let app = leak_app(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops)?;
     let listener = {
         let _guard = rt.enter();
         TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
     };
     rt.spawn(app.db.warm_up());
-    rt.spawn(accept_loop(listener, app));
-    Ok(rt)
+    let done = rt.spawn(async move {
+        accept_loop(listener, app).await;
+        drain(app).await;
+    });
+    Ok((rt, done))
 }

@@ -31,7 +31,8 @@ impl Server {
 
     pub fn start_with_db(extra: &[&str], database_url: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bareapi"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(if extra.contains(&"--workers") { &[][..] } else { &["--workers", "2"][..] })
             .args(extra)
             .env("DATABASE_URL", database_url)
             .env("BAREAPI_LOG", "info")
@@ -64,6 +65,31 @@ impl Server {
                 return Server { child, addr, logs: rx };
             }
         }
+    }
+
+    /// Sends SIGTERM to the server.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status, or None if still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines printed so far (after the listening line), without waiting.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
     }
 
     pub fn connect(&self) -> Conn {
@@ -184,10 +210,25 @@ impl Conn {
         Response { status, headers, body }
     }
 
-    /// True when the server closed the connection (EOF) within the read timeout.
+    /// True when response bytes arrive within `limit` (nothing is consumed).
+    pub fn answered_within(&mut self, limit: Duration) -> bool {
+        self.set_read_timeout(limit);
+        matches!(self.reader.fill_buf(), Ok(b) if !b.is_empty())
+    }
+
+    /// Sets how long reads wait before failing.
+    pub fn set_read_timeout(&self, limit: Duration) {
+        self.writer.set_read_timeout(Some(limit)).unwrap();
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the read timeout.
     pub fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
-        matches!(self.reader.read(&mut buf), Ok(0))
+        match self.reader.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 }
 

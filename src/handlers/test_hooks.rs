@@ -1,0 +1,24 @@
+//! Routes compiled only with the `test-hooks` feature, for the integration tests: a handler
+//! that panics and one that takes a while. Release builds never contain them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+
+use crate::error::AppError;
+use crate::http::query::param;
+use crate::http::{Body, TEXT_PLAIN, response};
+
+/// Longest sleep a test may ask for.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+pub fn panic() -> Result<Response<Body>, AppError> {
+    panic!("test hook: deliberate panic");
+}
+
+pub async fn sleep(query: Option<&str>) -> Result<Response<Body>, AppError> {
+    let ms = param(query, "ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(100).min(MAX_SLEEP_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(response(StatusCode::OK, TEXT_PLAIN, Bytes::from(format!("slept {ms} ms"))))
+}

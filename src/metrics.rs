@@ -1,0 +1,249 @@
+//! Prometheus metrics: request counts and a duration histogram by method, matched route
+//! template and status class; in-flight requests; open and total connections; pool state.
+//!
+//! Recording one request takes no lock, no hash lookup and no allocation: every series has a
+//! fixed slot in a flat array of atomics, found from indexes the router already computed (the
+//! template's position) and two small `match`es (method, status class). Each worker records into
+//! its own [`Shard`] (in per-core mode nothing is shared between threads); a scrape adds the
+//! shards up and renders the text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+
+/// Methods with their own label; anything else is counted as `OTHER`.
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Histogram bucket upper bounds in microseconds (rendered in seconds): 50 µs to 10 s.
+const BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
+/// Buckets per series: the bounds above and +Inf.
+const SLOTS: usize = BUCKETS_US.len() + 1;
+
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    (usize::from(status / 100)).clamp(1, 5) - 1
+}
+
+/// One worker's counters.
+pub struct Shard {
+    /// `[route][method][class]`
+    requests: Box<[AtomicU64]>,
+    /// `[route][method][class][bucket]`, not cumulative (summed at scrape).
+    buckets: Box<[AtomicU64]>,
+    /// `[route][method][class]`, microseconds.
+    duration_sum_us: Box<[AtomicU64]>,
+    pub in_flight: AtomicI64,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+}
+
+fn zeroed(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl Shard {
+    fn new(routes: usize) -> Shard {
+        let series = routes * METHODS.len() * CLASSES.len();
+        Shard {
+            requests: zeroed(series),
+            buckets: zeroed(series * SLOTS),
+            duration_sum_us: zeroed(series),
+            in_flight: AtomicI64::new(0),
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one answered request. `route` is the router's template index (or the
+    /// unmatched slot, [`Metrics::unmatched`]).
+    pub fn record(&self, route: usize, method: &Method, status: u16, elapsed: Duration) {
+        let series = (route * METHODS.len() + method_index(method)) * CLASSES.len() + class_index(status);
+        let Some(count) = self.requests.get(series) else { return };
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len());
+        count.fetch_add(1, Ordering::Relaxed);
+        self.buckets[series * SLOTS + bucket].fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us[series].fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+/// Pool figures of one worker's database access, read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolFigures {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+/// Reads a worker's pool figures at scrape time.
+pub type PoolProbe = Box<dyn Fn() -> PoolFigures + Send + Sync>;
+
+/// All shards of the process and the labels they are keyed by.
+pub struct Metrics {
+    /// Route labels by template index; the last one is for requests no route matched.
+    routes: Vec<&'static str>,
+    /// Every shard, registered at worker start; locked only then and at scrape.
+    shards: Mutex<Vec<Arc<Shard>>>,
+    pools: Mutex<Vec<PoolProbe>>,
+}
+
+impl Metrics {
+    /// `templates` in the router's order; an `<unmatched>` slot is added after them.
+    pub fn new(templates: Vec<&'static str>, unmatched: &'static str) -> Metrics {
+        let mut routes = templates;
+        routes.push(unmatched);
+        Metrics { routes, shards: Mutex::new(Vec::new()), pools: Mutex::new(Vec::new()) }
+    }
+
+    /// The route slot of requests no route matched.
+    pub fn unmatched(&self) -> usize {
+        self.routes.len() - 1
+    }
+
+    /// A new shard for one worker.
+    pub fn shard(&self) -> Arc<Shard> {
+        let shard = Arc::new(Shard::new(self.routes.len()));
+        self.shards.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&shard));
+        shard
+    }
+
+    pub fn register_pool(&self, probe: PoolProbe) {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner()).push(probe);
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sum = |f: &dyn Fn(&Shard) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
+        let mut out = String::with_capacity(8 * 1024);
+        out.push_str(
+            "# HELP bareapi_http_requests_total Requests answered, by method, route template and status class.\n",
+        );
+        out.push_str("# TYPE bareapi_http_requests_total counter\n");
+        let series_count = self.routes.len() * METHODS.len() * CLASSES.len();
+        let mut hist = String::with_capacity(16 * 1024);
+        hist.push_str("# HELP bareapi_http_request_duration_seconds Time from request head to response, by method, route template and status class.\n");
+        hist.push_str("# TYPE bareapi_http_request_duration_seconds histogram\n");
+        for series in 0..series_count {
+            let count = sum(&|s| s.requests[series].load(Ordering::Relaxed));
+            if count == 0 {
+                continue;
+            }
+            let class = series % CLASSES.len();
+            let method = (series / CLASSES.len()) % METHODS.len();
+            let route = series / (CLASSES.len() * METHODS.len());
+            let labels = format!(
+                "method=\"{}\",route=\"{}\",status=\"{}\"",
+                METHODS[method],
+                escape(self.routes[route]),
+                CLASSES[class]
+            );
+            let _ = writeln!(out, "bareapi_http_requests_total{{{labels}}} {count}");
+            let mut cumulative = 0;
+            for (b, bound) in BUCKETS_US.iter().enumerate() {
+                cumulative += sum(&|s| s.buckets[series * SLOTS + b].load(Ordering::Relaxed));
+                let _ = writeln!(
+                    hist,
+                    "bareapi_http_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e6
+                );
+            }
+            let _ = writeln!(hist, "bareapi_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let sum_us = sum(&|s| s.duration_sum_us[series].load(Ordering::Relaxed));
+            let _ = writeln!(hist, "bareapi_http_request_duration_seconds_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+            let _ = writeln!(hist, "bareapi_http_request_duration_seconds_count{{{labels}}} {count}");
+        }
+        out.push_str(&hist);
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: i64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        };
+        let in_flight: i64 = shards.iter().map(|s| s.in_flight.load(Ordering::Relaxed)).sum();
+        gauge(&mut out, "bareapi_http_requests_in_flight", "Requests being answered.", "gauge", in_flight);
+        let open: i64 = shards.iter().map(|s| s.connections_open.load(Ordering::Relaxed)).sum();
+        gauge(&mut out, "bareapi_http_connections_open", "Client connections open.", "gauge", open);
+        let total = sum(&|s| s.connections_total.load(Ordering::Relaxed));
+        gauge(&mut out, "bareapi_http_connections_total", "Client connections accepted.", "counter", total as i64);
+        let pools: Vec<PoolFigures> =
+            self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|p| p()).collect();
+        for (name, help, get) in [
+            (
+                "bareapi_db_pool_max_size",
+                "Connections the pool may open.",
+                (|f: &PoolFigures| f.max_size) as fn(&PoolFigures) -> usize,
+            ),
+            ("bareapi_db_pool_size", "Connections the pool holds.", |f| f.size),
+            ("bareapi_db_pool_available", "Idle connections in the pool.", |f| f.available),
+            ("bareapi_db_pool_waiting", "Requests waiting for a pool connection.", |f| f.waiting),
+        ] {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for (worker, figures) in pools.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{pool=\"{worker}\"}} {}", get(figures));
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP bareapi_build_info Build information.\n# TYPE bareapi_build_info gauge\nbareapi_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_land_in_their_series_and_buckets() {
+        let m = Metrics::new(vec!["/a", "/b/{id}"], "<unmatched>");
+        let s1 = m.shard();
+        let s2 = m.shard();
+        s1.record(0, &Method::GET, 200, Duration::from_micros(80));
+        s2.record(0, &Method::GET, 204, Duration::from_micros(3_000));
+        s1.record(1, &Method::DELETE, 404, Duration::from_secs(60));
+        s1.record(m.unmatched(), &Method::from_bytes(b"BREW").unwrap(), 404, Duration::ZERO);
+        let text = m.render();
+        assert!(text.contains("bareapi_http_requests_total{method=\"GET\",route=\"/a\",status=\"2xx\"} 2\n"), "{text}");
+        assert!(text.contains("route=\"/a\",status=\"2xx\",le=\"0.0001\"} 1\n"), "{text}");
+        assert!(text.contains("route=\"/a\",status=\"2xx\",le=\"0.005\"} 2\n"), "{text}");
+        assert!(text.contains("route=\"/b/{id}\",status=\"4xx\",le=\"10\"} 0\n"), "{text}");
+        assert!(text.contains("route=\"/b/{id}\",status=\"4xx\",le=\"+Inf\"} 1\n"), "{text}");
+        assert!(text.contains("method=\"OTHER\",route=\"<unmatched>\",status=\"4xx\"} 1"), "{text}");
+        assert!(text.contains(
+            "bareapi_http_request_duration_seconds_sum{method=\"GET\",route=\"/a\",status=\"2xx\"} 0.00308\n"
+        ));
+        assert!(!text.contains("route=\"/b/{id}\",status=\"2xx\""), "series never recorded are not rendered");
+    }
+
+    #[test]
+    fn status_classes_cover_odd_codes() {
+        assert_eq!(class_index(100), 0);
+        assert_eq!(class_index(599), 4);
+        assert_eq!(class_index(999), 4);
+        assert_eq!(class_index(0), 0);
+    }
+}

@@ -1,0 +1,163 @@
+//! Operations surface over real HTTP: health and readiness, Prometheus metrics that match the
+//! requests made, request ids, the access log, the request timeout and panic isolation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+/// `/healthz` and `/readyz` answer 200 while the database is up.
+#[test]
+fn health_and_readiness_answer_200() {
+    let server = Server::start(&[]);
+    let res = server.get("/healthz");
+    assert_eq!(res.status, 200);
+    res.assert_standard_headers();
+    assert_eq!(res.json()["status"], "ok");
+    let res = server.get("/readyz");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["status"], "ready");
+}
+
+/// Parses the Prometheus text: every sample line is `name{labels} value` with a numeric value.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {l:?}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {l:?}"));
+            assert!(series.chars().next().unwrap().is_ascii_alphabetic(), "{l:?}");
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
+fn sample(all: &[(String, f64)], series: &str) -> Option<f64> {
+    all.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+}
+
+/// The counters and histograms of `/metrics` match exactly the requests made, by method,
+/// route template and status class.
+#[test]
+fn metrics_count_exactly_the_requests_made() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    for _ in 0..7 {
+        assert_eq!(conn.request("GET", "/plaintext").status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(conn.request("GET", "/db").status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(conn.request("GET", "/no/such/thing").status, 404);
+    }
+    assert_eq!(conn.request("POST", "/json").status, 405);
+    assert_eq!(conn.request("HEAD", "/json").status, 200);
+    let res = conn.request("GET", "/metrics");
+    assert_eq!(res.status, 200);
+    assert!(res.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let all = samples(res.text());
+    let count = |labels: &str| sample(&all, &format!("bareapi_http_requests_total{{{labels}}}"));
+    assert_eq!(count(r#"method="GET",route="/plaintext",status="2xx""#), Some(7.0));
+    assert_eq!(count(r#"method="GET",route="/db",status="2xx""#), Some(3.0));
+    assert_eq!(count(r#"method="GET",route="<unmatched>",status="4xx""#), Some(2.0));
+    assert_eq!(count(r#"method="POST",route="/json",status="4xx""#), Some(1.0));
+    assert_eq!(count(r#"method="HEAD",route="/json",status="2xx""#), Some(1.0));
+    let inf = r#"bareapi_http_request_duration_seconds_bucket{method="GET",route="/db",status="2xx",le="+Inf"}"#;
+    assert_eq!(sample(&all, inf), Some(3.0));
+    assert_eq!(
+        sample(&all, r#"bareapi_http_request_duration_seconds_count{method="GET",route="/db",status="2xx"}"#),
+        Some(3.0)
+    );
+    // Buckets are cumulative.
+    let buckets: Vec<f64> = all
+        .iter()
+        .filter(|(s, _)| {
+            s.starts_with(r#"bareapi_http_request_duration_seconds_bucket{method="GET",route="/plaintext""#)
+        })
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(*buckets.last().unwrap(), 7.0);
+    // The scrape itself is in flight while it renders.
+    assert_eq!(sample(&all, "bareapi_http_requests_in_flight"), Some(1.0));
+    assert_eq!(sample(&all, "bareapi_http_connections_open"), Some(1.0));
+    assert!(sample(&all, "bareapi_http_connections_total").unwrap() >= 1.0);
+    assert!(sample(&all, r#"bareapi_db_pool_max_size{pool="0"}"#).is_some());
+    assert!(sample(&all, r#"bareapi_db_pool_size{pool="1"}"#).is_some(), "one pool per worker");
+    assert!(all.iter().any(|(s, _)| s.starts_with("bareapi_build_info{version=")));
+}
+
+/// A client's `x-request-id` is echoed; without one, a fresh id is generated per request.
+#[test]
+fn request_ids_are_echoed_or_generated() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let res = conn.send("GET", "/plaintext", &[("X-Request-Id", "client-chosen-42")], None);
+    assert_eq!(res.header("x-request-id"), Some("client-chosen-42"));
+    let a = conn.request("GET", "/plaintext");
+    let b = conn.request("GET", "/nope");
+    let (a, b) = (a.header("x-request-id").unwrap().to_owned(), b.header("x-request-id").unwrap().to_owned());
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b);
+}
+
+/// With the access log on, each request logs one line with method, route template, status,
+/// duration and request id.
+#[test]
+fn access_log_has_one_line_per_request() {
+    let server = Server::start(&["--access-log"]);
+    let mut conn = server.connect();
+    conn.send("GET", "/plaintext", &[("X-Request-Id", "access-log-test-1")], None);
+    conn.send("GET", "/api/users/77", &[("X-Request-Id", "access-log-test-2")], None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = Vec::new();
+    while lines.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = server.logs.recv_timeout(Duration::from_millis(100))
+            && line.contains("access-log-test-")
+        {
+            lines.push(line);
+        }
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, route, status) in
+        [(&lines[0], "route=\"/plaintext\"", "status=200"), (&lines[1], "route=\"/api/users/{id}\"", "status=401")]
+    {
+        assert!(line.contains("method=\"GET\""), "{line}");
+        assert!(line.contains(route), "{line}");
+        assert!(line.contains(status), "{line}");
+        assert!(line.contains("duration_us="), "{line}");
+    }
+}
+
+/// A panicking handler answers 500 for its request; the connection and the server live on.
+#[test]
+fn a_panicking_handler_costs_only_its_own_request() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    for _ in 0..3 {
+        let res = conn.request("GET", "/__test/panic");
+        assert_eq!(res.status, 500);
+        res.assert_standard_headers();
+        assert_eq!(res.json()["detail"], "An internal error occurred.");
+        assert!(!res.text().contains("deliberate"), "the panic message is not sent");
+        // Same connection, next request.
+        assert_eq!(conn.request("GET", "/plaintext").text(), "Hello, World!");
+    }
+    assert_eq!(server.get("/db").status, 200);
+}
+
+/// A handler past the request timeout answers 503 with Retry-After, on time.
+#[test]
+fn slow_handlers_answer_503_at_the_request_timeout() {
+    let server = Server::start(&["--request-timeout-ms", "300"]);
+    let mut conn = server.connect();
+    let started = Instant::now();
+    let res = conn.request("GET", "/__test/sleep?ms=5000");
+    let took = started.elapsed();
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(conn.request("GET", "/__test/sleep?ms=10").status, 200);
+}
