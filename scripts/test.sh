@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, then every test (unit, integration, bench targets built
-# and run once) against a throwaway PostgreSQL cluster that is always stopped and removed,
-# failure or not. With DATABASE_URL set, that database is used instead and nothing is started.
+# The test command: formatting, lints (whole workspace), then every test (unit, integration,
+# property, bench targets run once) against a throwaway PostgreSQL cluster that is always stopped
+# and removed, failure or not; then the benches are built and the load-test suite runs its smoke
+# pass. With DATABASE_URL set, that database is used instead and nothing is started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 if [ -z "${DATABASE_URL:-}" ]; then
   pgdir=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-test-pg.XXXXXX")
@@ -34,5 +35,19 @@ SCHEMATHESIS="$(pwd)/$ST_VENV/bin/schemathesis"
 export SCHEMATHESIS
 
 # test-hooks adds /__test/panic and /__test/sleep to the binary the integration tests start.
-echo "== cargo test --all-targets --features test-hooks"
+echo "== cargo test --all-targets --features test-hooks
+
+# Benches must keep compiling, and the load-test suite must keep working: a 1 s-per-run smoke
+# pass over every server and route (the full run is `loadtest/run.py`, for people).
+echo "== cargo bench --no-run"
+cargo bench --no-run --quiet
+echo "== loadtest/run.py --smoke"
+python3 loadtest/run.py --smoke"
 cargo test --all-targets --features test-hooks
+
+# Benches must keep compiling, and the load-test suite must keep working: a 1 s-per-run smoke
+# pass over every server and route (the full run is `loadtest/run.py`, for people).
+echo "== cargo bench --no-run"
+cargo bench --no-run --quiet
+echo "== loadtest/run.py --smoke"
+python3 loadtest/run.py --smoke

@@ -104,15 +104,7 @@ fn queries_return_the_stored_rows() {
 /// The fortunes page is exactly the standard rows plus the added one, sorted and escaped.
 #[test]
 fn fortunes_page_is_exactly_the_expected_document() {
-    let tsv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tfb-fortunes.tsv")).unwrap();
-    let mut rows: Vec<(i32, String)> = tsv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, msg) = l.split_once('\t').unwrap();
-            (id.parse().unwrap(), msg.to_string())
-        })
-        .collect();
+    let mut rows = common::standard_fortunes();
     assert_eq!(rows.len(), 12);
     rows.push((0, "Additional fortune added at request time.".to_string()));
     rows.sort_by(|a, b| a.1.cmp(&b.1));

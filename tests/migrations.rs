@@ -56,15 +56,7 @@ fn migrate_seeds_the_published_tables_once() {
     assert!(row.get::<_, i32>(4) <= 10_000);
     assert_eq!(row.get::<_, i64>(5), 10_000);
 
-    let tsv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tfb-fortunes.tsv")).unwrap();
-    let want: Vec<(i32, String)> = tsv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, msg) = l.split_once('\t').unwrap();
-            (id.parse().unwrap(), msg.to_string())
-        })
-        .collect();
+    let want = common::standard_fortunes();
     let got: Vec<(i32, String)> =
         db.query("SELECT id, message FROM fortune ORDER BY id", &[]).iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, want);

@@ -91,30 +91,23 @@ pub async fn serve(stream: TcpStream, app: &'static App, _permit: OwnedSemaphore
     let io = TokioIo::new(NoShutdown(stream));
     let svc = service_fn(move |req| service::handle(app, req));
     let mut shutdown = app.shared.shutdown.subscribe();
+    // Both connection types answer the same way to shutdown: finish gracefully.
+    macro_rules! until_done_or_shutdown {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = begun(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }};
+    }
     let result = match &app.auto {
-        Some(auto) => {
-            let conn = auto.serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = begun(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-        }
-        None => {
-            let conn = app.http1.serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = begun(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-            .map_err(Into::into)
-        }
+        Some(auto) => until_done_or_shutdown!(auto.serve_connection(io, svc)),
+        None => until_done_or_shutdown!(app.http1.serve_connection(io, svc)).map_err(Into::into),
     };
     if let Err(e) = result {
         // Client resets, header timeouts and malformed requests end here; none is the server's fault.

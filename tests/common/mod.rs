@@ -232,6 +232,18 @@ impl Conn {
     }
 }
 
+/// The standard fortune rows, exactly as published (tests/data/tfb-fortunes.tsv).
+pub fn standard_fortunes() -> Vec<(i32, String)> {
+    let tsv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tfb-fortunes.tsv")).unwrap();
+    tsv.lines()
+        .skip(1)
+        .map(|l| {
+            let (id, msg) = l.split_once('\t').unwrap();
+            (id.parse().unwrap(), msg.to_string())
+        })
+        .collect()
+}
+
 /// A direct database client for checking what the server stored.
 pub fn db_client() -> postgres_sync::Client {
     postgres_sync::Client::connect(&database_url())
