@@ -1,4 +1,5 @@
-//! The `Date` header, rendered at most once a second per thread.
+//! The `Date` header value, rendered at most once a second per thread, for the few answers the
+//! server writes without hyper (hyper stamps `Date` on everything it sends).
 //!
 //! Each worker thread keeps its own rendered value and re-renders it when the wall-clock second
 //! changes, so reading it costs one clock read (vDSO, no syscall) and no lock or cross-thread
