@@ -173,3 +173,17 @@ fn five_thousand_simultaneous_connections_are_all_served() {
     }
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+/// With the default settings, a client that stalls halfway through its headers is cut off
+/// within 5 s of connecting.
+#[test]
+fn stalled_headers_are_cut_off_within_five_seconds_by_default() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let started = Instant::now();
+    conn.send_raw(b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Stalled: ");
+    conn.set_read_timeout(Duration::from_secs(10));
+    assert!(conn.is_closed());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5) && took > Duration::from_secs(3), "{took:?}");
+}
