@@ -19,30 +19,11 @@ if ! command -v oha >/dev/null 2>&1; then
 fi
 cargo build --release --quiet
 
-server_pid=
-pgdir=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  if [ -n "$pgdir" ]; then scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; fi
-}
-trap cleanup EXIT
-
-if [ -z "${DATABASE_URL:-}" ]; then
-  pgdir=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-load-pg.XXXXXX")
-  DATABASE_URL=$(scripts/pg.sh start "$pgdir" "$(scripts/pg.sh free-port)")
-  export DATABASE_URL
-fi
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 
 log=$(mktemp)
-taskset -c "$SERVER_CORE" target/release/bareapi serve --listen 127.0.0.1:0 >"$log" 2>&1 &
-server_pid=$!
-addr=
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's/.*listening addr=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { cat "$log" >&2; echo "server did not start" >&2; exit 1; }
+start_server "$SERVER_CORE" "$log"
 base="http://$addr"
 
 # Twenty users with long-ish names (so a batch of 20 is well over the 1 KiB gzip threshold).

@@ -28,19 +28,8 @@ fi
 
 cargo build --release --quiet
 
-server_pid=
-pgdir=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  if [ -n "$pgdir" ]; then scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; fi
-}
-trap cleanup EXIT
-
-if [ -z "${DATABASE_URL:-}" ]; then
-  pgdir=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-load-pg.XXXXXX")
-  DATABASE_URL=$(scripts/pg.sh start "$pgdir" "$(scripts/pg.sh free-port)")
-  export DATABASE_URL
-fi
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 
 # wrk prints latencies as 812.00us, 1.23ms or 1.05s: convert to milliseconds.
 to_ms() {
@@ -56,15 +45,7 @@ echo "|---|---|---:|---:|---|"
 for mode in $MODES; do
   log=$(mktemp)
   # shellcheck disable=SC2086
-  taskset -c "$SERVER_CORE" target/release/bareapi serve --listen 127.0.0.1:0 --runtime "$mode" $SERVER_FLAGS >"$log" 2>&1 &
-  server_pid=$!
-  addr=
-  for _ in $(seq 1 300); do
-    addr=$(sed -n 's/.*listening addr=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { cat "$log" >&2; echo "server did not start" >&2; exit 1; }
+  start_server "$SERVER_CORE" "$log" --runtime "$mode" $SERVER_FLAGS
   for route in $ROUTES; do
     url="http://$addr$route"
     taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null   # warm-up
