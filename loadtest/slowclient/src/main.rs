@@ -5,10 +5,12 @@
 //!   slowclient 127.0.0.1:PORT [--rate 200] [--seconds 60]
 //!
 //! opens RATE connections a second for SECONDS; each sends a request line and then one header
-//! byte a second and never finishes its headers. Prints how many the server closed and how long
-//! after connecting (to within the 100 ms check interval). Targets 127.0.0.0/8 only; stops by itself
+//! byte a second, spread evenly over time, and never finishes its headers. Prints how many the
+//! server closed and how long after connecting (to within a second: a connection is looked at
+//! when its next byte is due). Targets 127.0.0.0/8 only; stops by itself
 //! (SECONDS plus 30 s at most).
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -39,14 +41,10 @@ fn main() {
     let start = Instant::now();
     let stop_opening = start + Duration::from_secs(seconds);
     let give_up = stop_opening + Duration::from_secs(30);
-    let mut open: Vec<Slow> = Vec::new();
+    let mut open: VecDeque<Slow> = VecDeque::new();
     let mut closed_after: Vec<Duration> = Vec::new();
     let mut opened = 0u64;
     let mut buf = [0u8; 512];
-    // Connections are checked (one non-blocking read each) every 100 ms: fine enough for the
-    // close times, light enough not to disturb the measurement (about 10 reads a second each).
-    let check_every = Duration::from_millis(100);
-    let mut next_check = start;
     while Instant::now() < give_up && (Instant::now() < stop_opening || !open.is_empty()) {
         let now = Instant::now();
         // Open the connections due by now at RATE per second.
@@ -56,38 +54,30 @@ fn main() {
             if let Ok(mut s) = TcpStream::connect(target) {
                 let _ = s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: slow\r\nX-Slow: ");
                 let _ = s.set_nonblocking(true);
-                open.push(Slow {
+                open.push_back(Slow {
                     stream: s,
                     opened: Instant::now(),
                     next_byte: Instant::now() + Duration::from_secs(1),
                 });
             }
         }
-        if now < next_check {
-            std::thread::sleep(tick);
-            continue;
-        }
-        next_check = now + check_every;
-        // Trickle a byte where due; drop those the server closed.
-        open.retain_mut(|c| {
+        // Each connection is visited once a second, a second after its last byte, so the
+        // server sees an even trickle rather than bursts. Connections were opened in order and
+        // each moves one second on, so the queue stays ordered by due time.
+        while open.front().is_some_and(|c| c.next_byte <= now) {
+            let Some(mut c) = open.pop_front() else { break };
             let gone = match c.stream.read(&mut buf) {
                 Ok(_) => true, // EOF, or an answer (408): either way the server ended it
                 Err(e) if e.kind() == ErrorKind::WouldBlock => false,
                 Err(_) => true,
             };
-            if gone {
+            if gone || c.stream.write(b"a").is_err() {
                 closed_after.push(c.opened.elapsed());
-                return false;
+                continue;
             }
-            if Instant::now() >= c.next_byte {
-                c.next_byte += Duration::from_secs(1);
-                if c.stream.write(b"a").is_err() {
-                    closed_after.push(c.opened.elapsed());
-                    return false;
-                }
-            }
-            true
-        });
+            c.next_byte += Duration::from_secs(1);
+            open.push_back(c);
+        }
         std::thread::sleep(tick);
     }
     closed_after.sort();
