@@ -9,13 +9,11 @@ use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, PROBLEM_JSON, response, to_json};
 
 /// `Retry-After` on 503s: the pool wait timeout is seconds at most, so a second is a fair hint.
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
-
-/// The `x-request-id` header: accepted from the client or generated, echoed on 5xx answers.
-pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// One failing field of a request body or query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,7 +97,7 @@ impl AppError {
         let status = self.status();
         let mut logged_id = None;
         let mut log_id = || {
-            let id = request_id.cloned().unwrap_or_else(generate_request_id);
+            let id = request_id.cloned().unwrap_or_else(request_id::generate);
             logged_id = Some(id.clone());
             id
         };
@@ -182,12 +180,6 @@ pub fn problem_json(status: StatusCode, detail: &str, errors: Option<&[FieldErro
         errors,
     };
     to_json(&problem, 160).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"))
-}
-
-/// A random 128-bit request id in hex.
-fn generate_request_id() -> HeaderValue {
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    HeaderValue::from_str(&id).expect("hex is a valid header value")
 }
 
 impl From<DbError> for AppError {

@@ -2,7 +2,6 @@
 //! and panics into problem responses, stamp `Server`, `Date` and `x-request-id` on every
 //! response, and record metrics and the access log.
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -15,8 +14,9 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 
 use crate::app::App;
-use crate::error::{AppError, REQUEST_ID};
+use crate::error::AppError;
 use crate::handlers;
+use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, stamp};
 use crate::router::Match;
 
@@ -27,39 +27,7 @@ pub const UNMATCHED: &str = "<unmatched>";
 /// refused (400) before any handler scans it.
 pub const MAX_QUERY_PARAMS: usize = 64;
 
-/// Longest client-supplied `x-request-id` kept; a longer or non-printable one is replaced.
-const MAX_REQUEST_ID_BYTES: usize = 128;
-
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
-
-thread_local! {
-    /// Per-thread request-id state: a random prefix and a counter, so generating an id needs
-    /// neither a lock nor the random generator per request.
-    static NEXT_ID: Cell<(u64, u64)> = Cell::new((fastrand::u64(..), 0));
-}
-
-/// The client's `x-request-id` if it is short and printable, else a new one.
-fn request_id(parts: &Parts) -> HeaderValue {
-    if let Some(v) = parts.headers.get(REQUEST_ID)
-        && !v.is_empty()
-        && v.len() <= MAX_REQUEST_ID_BYTES
-        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    {
-        return v.clone();
-    }
-    let (prefix, n) = NEXT_ID.with(|c| {
-        let (prefix, n) = c.get();
-        c.set((prefix, n.wrapping_add(1)));
-        (prefix, n)
-    });
-    let mut buf = [0u8; 32];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in prefix.to_be_bytes().iter().chain(n.to_be_bytes().iter()).enumerate() {
-        buf[2 * i] = HEX[usize::from(byte >> 4)];
-        buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
-    HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
-}
 
 /// Refusals decided from the request head alone, before the handler: framing that smuggling
 /// relies on, oversized header values and floods of query parameters.
@@ -91,7 +59,7 @@ where
     let shard = &app.shard;
     shard.in_flight.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let id = request_id(&parts);
+    let id = request_id::from_request(&parts);
     let (mut res, template, route) = match app.router.find(&parts.method, parts.uri.path()) {
         Match::Found { handler, params, template, route } => {
             let res = match refuse_early(&parts, app.ops.max_header_bytes) {
@@ -164,20 +132,6 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn request_ids_are_kept_when_sane_and_generated_otherwise() {
-        assert_eq!(request_id(&parts("/", &[("x-request-id", "abc-123")])), "abc-123");
-        let long = "a".repeat(129);
-        for bad in ["", long.as_str(), "has space"] {
-            let id = request_id(&parts("/", &[("x-request-id", bad)]));
-            assert_eq!(id.len(), 32, "{bad:?}");
-        }
-        let a = request_id(&parts("/", &[]));
-        let b = request_id(&parts("/", &[]));
-        assert_ne!(a, b);
-        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod date;
 pub mod json_in;
 pub mod negotiate;
 pub mod query;
+pub mod request_id;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, SERVER};
