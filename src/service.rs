@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Version};
 
 use crate::app::App;
 use crate::error::AppError;
@@ -101,6 +101,11 @@ where
     };
     stamp(&mut res);
     res.headers_mut().insert(REQUEST_ID, id);
+    // Draining: every HTTP/1 answer closes its connection, so a busy client learns to go
+    // elsewhere from the answer itself instead of from a close that could cross its next request.
+    if app.shared.shutdown.is_finishing_connections() && parts.version < Version::HTTP_2 {
+        res.headers_mut().insert(CONNECTION, CLOSE);
+    }
     shard.in_flight.fetch_sub(1, Ordering::Relaxed);
     let status = res.status().as_u16();
     if app.ops.record_metrics || app.ops.access_log {

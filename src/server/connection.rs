@@ -1,7 +1,8 @@
 //! Serving one accepted connection with hyper: HTTP/1.1 with keep-alive and pipelining, or
 //! HTTP/1.1 + h2c through hyper-util's auto builder when HTTP/2 is enabled. When shutdown
 //! begins the connection is told to finish gracefully: the request in flight is answered (with
-//! `Connection: close`), an idle connection is closed.
+//! `Connection: close`, as is every later request on it), an idle connection is closed after a
+//! short grace.
 //!
 //! Malformed requests: hyper queues its 400/431 answer for a request it cannot parse, but with
 //! `pipeline_flush` on (which multiplies pipelined throughput several times over) it closes the
@@ -15,6 +16,7 @@ use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -26,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::error::problem_json;
-use crate::server::shutdown::begun;
+use crate::server::shutdown::{Phase, reached};
 use crate::service;
 
 /// Keeps the connection gauge right however the connection task ends (even if it is dropped
@@ -77,9 +79,15 @@ impl AsyncWrite for NoShutdown {
     }
 }
 
+/// How long a kept-alive connection may stay open after shutdown begins before it is closed
+/// if idle. Closing an idle connection can cross a request the client has just sent (which
+/// then fails); a request already on the wire arrives well within this, and is answered.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
+
 /// Serves `stream` until the client or shutdown ends it. `_permit` holds this connection's
-/// place under the worker's connection limit.
-pub async fn serve(stream: TcpStream, app: &'static App, _permit: OwnedSemaphorePermit) {
+/// place under the worker's connection limit (`None` for the few accepted from the backlog
+/// after shutdown began, see runtime.rs).
+pub async fn serve(stream: TcpStream, app: &'static App, _permit: Option<OwnedSemaphorePermit>) {
     app.shard.connections_total.fetch_add(1, Ordering::Relaxed);
     app.shard.connections_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open { app };
@@ -98,9 +106,17 @@ pub async fn serve(stream: TcpStream, app: &'static App, _permit: OwnedSemaphore
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => r,
-                _ = begun(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+                _ = reached(&mut shutdown, Phase::Draining) => {
+                    // A busy connection closes after its next answer (service.rs adds
+                    // `Connection: close` while draining). An idle one gets a moment for a
+                    // request already on its way, then closes.
+                    tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    }
                 }
             }
         }};

@@ -13,7 +13,7 @@ use crate::config::DbConfig;
 use crate::db::Db;
 use crate::metrics::PoolFigures;
 use crate::server::connection;
-use crate::server::shutdown::begun;
+use crate::server::shutdown::{Phase, reached};
 
 /// What every worker needs to build its [`App`].
 #[derive(Clone)]
@@ -44,21 +44,23 @@ fn leak_app(
 }
 
 /// Accepts connections until shutdown begins, serving each on its own task; at most
-/// `ops.max_connections` at once (the rest wait in the listen backlog).
+/// `ops.max_connections` at once (the rest wait in the listen backlog). Then takes what is
+/// still queued (see [`empty_backlog`]) and closes the listener.
 pub async fn accept_loop(listener: TcpListener, app: &'static App) {
+    app.shared.shutdown.listener_opened();
     let mut shutdown = app.shared.shutdown.subscribe();
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&app.connection_permits).acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return,
+                Err(_) => break,
             },
-            _ = begun(&mut shutdown) => return,
+            _ = reached(&mut shutdown, Phase::Closing) => break,
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    tokio::spawn(connection::serve(stream, app, permit));
+                    tokio::spawn(connection::serve(stream, app, Some(permit)));
                 }
                 Err(e) => {
                     // EMFILE/ENFILE and friends: back off instead of spinning on the error.
@@ -66,8 +68,55 @@ pub async fn accept_loop(listener: TcpListener, app: &'static App) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = begun(&mut shutdown) => return,
+            _ = reached(&mut shutdown, Phase::Closing) => break,
         }
+    }
+    empty_backlog(listener, app);
+    app.shared.shutdown.listener_closed();
+}
+
+/// Accepts, without waiting, every connection already queued on the listener, then closes it.
+///
+/// The kernel resets connections still in a listener's accept queue when it is closed, and
+/// during a restart on the same port (`SO_REUSEPORT`) it keeps handing this listener its share
+/// of new connections until then. Serving those (each answered with `Connection: close`)
+/// leaves only the microseconds between the last accept and the close; on Linux 5.14+ the
+/// sysctl `net.ipv4.tcp_migrate_req = 1` closes that gap too, by moving queued connections to
+/// another listener in the group. The connection limit is not applied here: the backlog is
+/// bounded, and refusing now would lose those clients.
+fn empty_backlog(listener: TcpListener, app: &'static App) {
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            // The listener is closed all the same.
+            tracing::warn!(error = %e, "could not take the listener's backlog");
+            return;
+        }
+    };
+    let mut taken = 0usize;
+    loop {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                match stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
+                    Ok(stream) => {
+                        taken += 1;
+                        let permit = Arc::clone(&app.connection_permits).try_acquire_owned().ok();
+                        tokio::spawn(connection::serve(stream, app, permit));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not serve a connection from the backlog"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed while taking the backlog");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    if taken > 0 {
+        tracing::info!(connections = taken, "served connections still queued at shutdown");
     }
 }
 

@@ -1,43 +1,133 @@
-//! Graceful shutdown: one signal that every worker, accept loop and connection watches.
+//! Graceful shutdown: one signal, in two phases, that every worker, accept loop and connection
+//! watches.
 //!
-//! On SIGTERM/SIGINT the server starts draining: `/readyz` fails, accept loops stop and drop
-//! their listeners, every connection is told to finish (hyper answers the request in flight
-//! with `Connection: close` and closes idle connections), and each worker waits for its
-//! connections up to the drain deadline, then drops whatever is left and closes its pool.
+//! On SIGTERM/SIGINT the server first stops accepting: `/readyz` fails, and each accept loop
+//! takes what is already queued on its listener and closes it. Only once every listener is
+//! closed (or after [`LISTENER_CLOSE_WAIT`]) does draining begin: every connection is told to
+//! finish (the answer in flight, and any later one, says `Connection: close`; idle connections
+//! close after a short grace), and each worker waits for its connections up to the drain
+//! deadline, then drops whatever is left and closes its pool.
+//!
+//! The order matters for restarts on the same port: a client told to reconnect must not find
+//! this process's listener still open, or its new connection would be reset when it closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+/// How long draining waits for the accept loops to close their listeners. They do so at once
+/// unless a worker is stuck; draining must start regardless.
+pub const LISTENER_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where shutdown is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    Serving = 0,
+    /// Not accepting: listeners are being closed; `/readyz` answers 503.
+    Closing = 1,
+    /// Connections are finishing.
+    Draining = 2,
+}
+
 pub struct Shutdown {
-    tx: watch::Sender<bool>,
-    draining: AtomicBool,
+    tx: watch::Sender<Phase>,
+    phase: AtomicU8,
+    listeners_open: AtomicUsize,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Shutdown { tx: watch::channel(false).0, draining: AtomicBool::new(false) }
+        Shutdown { tx: watch::channel(Phase::Serving).0, phase: AtomicU8::new(0), listeners_open: AtomicUsize::new(0) }
     }
 }
 
 impl Shutdown {
-    /// Starts draining; idempotent.
+    fn enter(&self, phase: Phase) {
+        self.phase.fetch_max(phase as u8, Ordering::SeqCst);
+        self.tx.send_if_modified(|p| {
+            let later = phase > *p;
+            if later {
+                *p = phase;
+            }
+            later
+        });
+    }
+
+    /// Runs the whole sequence: stop accepting, wait (bounded) for every listener to close,
+    /// start draining. Blocks the calling thread; idempotent.
     pub fn begin(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        self.tx.send_replace(true);
+        self.enter(Phase::Closing);
+        let deadline = Instant::now() + LISTENER_CLOSE_WAIT;
+        while self.listeners_open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let left = self.listeners_open.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(listeners = left, "listeners still open; draining anyway");
+        }
+        self.enter(Phase::Draining);
     }
 
+    /// True from the moment shutdown begins (not accepting any more).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.phase.load(Ordering::Relaxed) >= Phase::Closing as u8
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
+    /// True once connections are being finished (every listener closed).
+    pub fn is_finishing_connections(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) >= Phase::Draining as u8
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Phase> {
         self.tx.subscribe()
+    }
+
+    /// Counts a listener an accept loop is serving; pair with [`Shutdown::listener_closed`].
+    pub fn listener_opened(&self) {
+        self.listeners_open.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn listener_closed(&self) {
+        self.listeners_open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Resolves once shutdown has begun (at once if it already has).
-pub async fn begun(rx: &mut watch::Receiver<bool>) {
+/// Resolves once shutdown has reached `phase` (at once if it already has).
+pub async fn reached(rx: &mut watch::Receiver<Phase>, phase: Phase) {
     // An error means the sender is gone, which only happens at process exit: stop too.
-    let _ = rx.wait_for(|draining| *draining).await;
+    let _ = rx.wait_for(|p| *p >= phase).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draining_waits_for_the_listeners_to_close() {
+        let shutdown = std::sync::Arc::new(Shutdown::default());
+        shutdown.listener_opened();
+        let rx = shutdown.subscribe();
+        let s = std::sync::Arc::clone(&shutdown);
+        let t = std::thread::spawn(move || s.begin());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(shutdown.is_draining());
+        assert!(!shutdown.is_finishing_connections());
+        assert_eq!(*rx.borrow(), Phase::Closing);
+        shutdown.listener_closed();
+        t.join().unwrap();
+        assert!(shutdown.is_finishing_connections());
+        assert_eq!(*rx.borrow(), Phase::Draining);
+    }
+
+    #[test]
+    fn a_stuck_listener_delays_draining_only_so_long() {
+        let shutdown = Shutdown::default();
+        shutdown.listener_opened();
+        let started = Instant::now();
+        shutdown.begin();
+        assert!(shutdown.is_finishing_connections());
+        assert!(started.elapsed() >= LISTENER_CLOSE_WAIT);
+    }
 }

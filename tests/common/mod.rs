@@ -14,6 +14,31 @@ pub fn database_url() -> String {
         .expect("DATABASE_URL must be set: run the tests through scripts/test.sh, which starts a throwaway PostgreSQL")
 }
 
+/// Runs `bareapi serve` with `args` against `database_url` until it exits (it is expected to
+/// refuse to start); its exit status and everything it printed. Killed after 30 s.
+pub fn run_to_exit(args: &[&str], database_url: &str) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bareapi"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bareapi");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bareapi {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status, text)
+}
+
 /// A running server process, killed on drop.
 pub struct Server {
     child: Child,
@@ -29,13 +54,32 @@ impl Server {
         Server::start_with_db(extra, &database_url())
     }
 
+    /// Like [`Server::start`], on `addr` (for a restart on the same port).
+    pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Server {
+        let listen = addr.to_string();
+        let mut args = vec!["--listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_with_db(&args, &database_url())
+    }
+
     pub fn start_with_db(extra: &[&str], database_url: &str) -> Server {
+        Server::spawn(extra, database_url, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables (text or JSON logs both work).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(extra, &database_url(), env)
+    }
+
+    fn spawn(extra: &[&str], database_url: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bareapi"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(if extra.contains(&"--workers") { &[][..] } else { &["--workers", "2"][..] })
             .args(extra)
             .env("DATABASE_URL", database_url)
             .env("BAREAPI_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -62,6 +106,11 @@ impl Server {
             };
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return Server { child, addr, logs: rx };
+            }
+            if line.contains("\"message\":\"listening\"") {
+                let rest = line.split("\"addr\":\"").nth(1).expect("JSON listening line has addr");
+                let addr = rest.split('"').next().unwrap().parse().unwrap();
                 return Server { child, addr, logs: rx };
             }
         }
@@ -250,6 +299,8 @@ pub fn db_client() -> postgres_sync::Client {
 }
 
 /// A tiny synchronous wrapper over tokio-postgres for assertions.
+pub mod load;
+
 pub mod postgres_sync {
     pub struct Client {
         rt: tokio::runtime::Runtime,
