@@ -185,6 +185,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BAREAPI_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// Start even when workers × pool size exceeds the connections PostgreSQL accepts (for a
+    /// pooler in transaction mode, whose server-side limit the check cannot see).
+    #[arg(long, env = "BAREAPI_NO_CONNECTION_BUDGET_CHECK")]
+    pub no_connection_budget_check: bool,
+
     /// Log format.
     #[arg(long, env = "BAREAPI_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -262,6 +267,8 @@ pub struct ServerConfig {
     pub http2: bool,
     pub header_read_timeout: Duration,
     pub migrate: bool,
+    /// Refuse to start when the pools cannot fit the server's `max_connections`.
+    pub connection_budget_check: bool,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
@@ -355,6 +362,7 @@ impl ServeArgs {
             http2: self.http2,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             migrate: !self.no_migrate,
+            connection_budget_check: !self.no_connection_budget_check,
             session_ttl: Duration::from_secs(self.session_ttl_secs),
             max_body_bytes: self.max_body_bytes,
             max_header_bytes: self.max_header_bytes,

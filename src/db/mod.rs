@@ -1,7 +1,8 @@
 //! The database layer: the connection pool and how requests share its connections
-//! ([`pool`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
+//! ([`pool`]), the connection budget checked at start ([`budget`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
 //! and query functions ([`world`], [`fortune`], [`users`], [`sessions`]).
 
+pub mod budget;
 pub mod fortune;
 pub mod migrate;
 pub mod pool;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::app::{HttpSettings, OpsSettings, Shared, UsersSettings};
 use crate::cache::WorldCache;
 use crate::config::{DbConfig, RuntimeMode, ServerConfig};
-use crate::db::{migrate, pool::pg_config};
+use crate::db::{budget, migrate, pool::pg_config};
 use runtime::WorkerSetup;
 
 /// Connects one plain client (not pooled) for start-up work. The whole handshake is bounded by
@@ -56,6 +56,9 @@ async fn prepare_database(cfg: &ServerConfig, worlds: &WorldCache) -> Result<(),
         }
         Err(e) => return Err(e),
     };
+    if cfg.connection_budget_check {
+        check_connection_budget(cfg, &client).await?;
+    }
     if cfg.migrate {
         let applied = migrate::run(&mut client).await.map_err(|e| format!("migrating: {e}"))?;
         tracing::info!(applied = applied.len(), "migrations done");
@@ -63,6 +66,30 @@ async fn prepare_database(cfg: &ServerConfig, worlds: &WorldCache) -> Result<(),
     match worlds.fill(&client).await {
         Ok(n) => tracing::info!(rows = n, "world cache filled"),
         Err(e) => tracing::warn!(error = %e, "could not fill the world cache; it fills on demand"),
+    }
+    Ok(())
+}
+
+/// Refuses to start when this process's pools alone could exceed the connections the server
+/// accepts; warns when they fit alone but not beside the connections already open.
+async fn check_connection_budget(cfg: &ServerConfig, client: &tokio_postgres::Client) -> Result<(), String> {
+    let slots = match budget::read(client).await {
+        Ok(slots) => slots,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read max_connections; connection budget not checked");
+            return Ok(());
+        }
+    };
+    let need = budget::Need { workers: cfg.workers, pool_size: cfg.db.pool_size };
+    if let Some(warning) = budget::check(need, slots)? {
+        tracing::warn!("{warning}");
+    } else {
+        tracing::info!(
+            needed = need.total(),
+            available = slots.available(),
+            in_use = slots.in_use,
+            "connection budget fits"
+        );
     }
     Ok(())
 }
