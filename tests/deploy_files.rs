@@ -1,0 +1,161 @@
+//! The deployment files under `deploy/` cannot run here (no Docker, no Kubernetes), so this
+//! checks that they agree with the real server: every flag and environment variable they set
+//! is one the binary accepts (by starting it with them), every path they probe answers 200,
+//! and the numbers that must match (ports, user, grace period against the drain) do.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Server;
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The JSON array after `prefix` on its line (`CMD ["serve"]`, `args: ["serve"]`).
+fn json_array(text: &str, prefix: &str) -> Vec<String> {
+    let line = text.lines().map(str::trim).find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix}"));
+    serde_json::from_str(line[prefix.len()..].trim()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// The value of the first `key: value` line (trimmed, quotes removed).
+fn yaml_value<'a>(text: &'a str, key: &str) -> &'a str {
+    yaml_values(text, key).into_iter().next().unwrap_or_else(|| panic!("no {key}"))
+}
+
+fn yaml_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+    let key = format!("{key}:");
+    text.lines()
+        .map(|l| l.trim().trim_start_matches("- "))
+        .filter_map(|l| l.strip_prefix(key.as_str()))
+        .map(|v| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The container's environment: each `- name: X` followed by `value: "Y"` (secret references
+/// have no value and are returned with `None`).
+fn k8s_env(text: &str) -> BTreeMap<String, Option<String>> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let start = lines.iter().position(|l| *l == "env:").expect("env:");
+    let mut env = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        if line.ends_with(':') && !line.starts_with('-') && !line.starts_with("value") && lines[i - 1].starts_with('#')
+        {
+            break;
+        }
+        if line.starts_with("resources:") {
+            break;
+        }
+        if let Some(name) = line.strip_prefix("- name: ") {
+            let value =
+                lines.get(i + 1).and_then(|l| l.strip_prefix("value: ")).map(|v| v.trim_matches('"').to_owned());
+            env.insert(name.to_owned(), value);
+        }
+    }
+    env
+}
+
+/// `ENV A=1 \ B=2` of the Dockerfile, continuation lines joined.
+fn docker_env(dockerfile: &str) -> BTreeMap<String, String> {
+    let joined = dockerfile.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ENV "))
+        .flat_map(|l| l.split_whitespace())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("ENV KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn help_text() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bareapi")).args(["serve", "--help"]).output().expect("bareapi --help");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_dockerfile_and_manifests_agree_with_the_server() {
+    let dockerfile = read("deploy/Dockerfile");
+    let k8s = read("deploy/k8s/deployment.yaml");
+    let help = help_text();
+
+    // Every environment variable set is one the server reads.
+    let denv = docker_env(&dockerfile);
+    let kenv = k8s_env(&k8s);
+    assert!(kenv.contains_key("DATABASE_URL") && kenv.contains_key("BAREAPI_WORKERS"), "{kenv:?}");
+    for name in denv.keys().chain(kenv.keys()) {
+        assert!(help.contains(&format!("[env: {name}")), "{name} is not a setting of `bareapi serve`");
+    }
+    // Every flag passed is one the server takes.
+    let cmd = json_array(&dockerfile, "CMD");
+    let args = json_array(&k8s, "args:");
+    for arg in cmd.iter().chain(args.iter()).filter(|a| a.starts_with("--")) {
+        let flag = arg.split('=').next().unwrap();
+        assert!(help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")), "unknown flag {flag}");
+    }
+
+    // Ports: the image listens where it says it does, and the pod exposes that port.
+    let listen: std::net::SocketAddr = denv["BAREAPI_LISTEN"].parse().expect("BAREAPI_LISTEN is an address");
+    let expose: u16 = dockerfile.lines().find_map(|l| l.strip_prefix("EXPOSE ")).unwrap().trim().parse().unwrap();
+    let container_port: u16 = yaml_value(&k8s, "containerPort").parse().unwrap();
+    assert_eq!((listen.port(), expose), (container_port, container_port));
+
+    // The image runs as the non-root user the pod asks for, the binary where it is copied.
+    let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).unwrap().trim();
+    let uid = user.split(':').next().unwrap();
+    assert_ne!(uid, "0");
+    assert_eq!(yaml_value(&k8s, "runAsUser"), uid);
+    assert_eq!(yaml_value(&k8s, "runAsNonRoot"), "true");
+    let entrypoint = json_array(&dockerfile, "ENTRYPOINT");
+    assert!(
+        dockerfile.contains(&format!("/bareapi {}", entrypoint[0])),
+        "ENTRYPOINT {entrypoint:?} is not the copied binary"
+    );
+
+    // The grace period covers the preStop sleep and the whole drain.
+    let grace: u64 = yaml_value(&k8s, "terminationGracePeriodSeconds").parse().unwrap();
+    let sleep_line = k8s.lines().find(|l| l.contains("/bin/sleep")).expect("preStop sleep");
+    let pre_stop: u64 = json_array(sleep_line, "command:")[1].parse().unwrap();
+    let drain_ms: u64 = kenv["BAREAPI_DRAIN_TIMEOUT_MS"].as_deref().unwrap().parse().unwrap();
+    assert!(grace > pre_stop + drain_ms.div_ceil(1000), "grace {grace} s < preStop {pre_stop} s + drain {drain_ms} ms");
+
+    // The Service and the autoscaler point at what exists.
+    let deployment_name = yaml_value(&k8s, "name");
+    assert!(yaml_values(&k8s, "targetPort").contains(&"http"));
+    assert!(yaml_values(&k8s, "name").contains(&"http"), "container port named http");
+    assert!(k8s.contains(&format!("kind: Deployment\n    name: {deployment_name}")), "HPA target");
+
+    // Started with exactly this configuration (the database and a free port swapped in), the
+    // server comes up, and every probed path answers 200.
+    let mut env: Vec<(String, String)> = denv.into_iter().collect();
+    env.extend(kenv.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!((cmd[0].as_str(), args[0].as_str()), ("serve", "serve"));
+    let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let mut server = Server::start_with_env(&flags, &env_refs);
+    for path in yaml_values(&k8s, "path") {
+        let res = server.get(path);
+        assert_eq!(res.status, 200, "probe {path}: {}", res.text());
+    }
+    server.terminate();
+    let status = server.wait_exit(Duration::from_millis(drain_ms)).expect("exits within the drain time");
+    assert!(status.success());
+}
+
+#[test]
+fn the_nginx_file_names_two_upstreams_with_keepalive_and_failover() {
+    let conf = read("deploy/nginx/bareapi.conf");
+    assert_eq!(conf.matches("\n    server 127.0.0.1:").count(), 2, "two upstream servers");
+    for needed in
+        ["keepalive ", "proxy_http_version 1.1;", "proxy_set_header Connection \"\";", "proxy_next_upstream error"]
+    {
+        assert!(conf.contains(needed), "missing {needed}");
+    }
+}

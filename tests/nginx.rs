@@ -1,0 +1,155 @@
+//! Two instances behind nginx, with the repository's own nginx file (`deploy/nginx/bareapi.conf`,
+//! ports swapped for free ones): under steady keep-alive load through nginx, each instance in
+//! turn is stopped (SIGTERM, drained) and started again on its port, the next one only once the
+//! restarted one takes traffic again. While one is down nginx sends everything to the other
+//! (`proxy_next_upstream`); not one request may fail.
+//!
+//! nginx is Debian's package, installed by `scripts/test.sh` when missing.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::load::Load;
+
+const PATHS: &[(&str, &str)] = &[("/plaintext", "Hello, World!"), ("/db", "{\"id\":"), ("/json", "{\"message\"")];
+
+fn nginx_binary() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("nginx not found: run the tests through scripts/test.sh, which installs Debian's nginx")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master stops its workers only when it is asked to.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts nginx in the foreground with `deploy/nginx/bareapi.conf` inside a minimal main
+/// context whose files all live in a temporary folder.
+fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Nginx {
+    let conf =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/bareapi.conf")).unwrap();
+    assert!(conf.contains("127.0.0.1:8081") && conf.contains("127.0.0.1:8082") && conf.contains("listen 8080;"));
+    let conf = conf
+        .replace("127.0.0.1:8081", &upstreams[0].to_string())
+        .replace("127.0.0.1:8082", &upstreams[1].to_string())
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{listen};"));
+    let dir = std::env::temp_dir().join(format!("bareapi-nginx-{}-{listen}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bareapi.conf"), conf).unwrap();
+    let d = dir.display();
+    // As root, nginx's workers would switch to "nobody", who cannot use the temporary folder.
+    let user = if is_root() { "user root;" } else { "" };
+    let main = format!(
+        "{user}\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         include {d}/bareapi.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    let nginx = nginx_binary();
+    let check = Command::new(&nginx)
+        .args(["-t", "-q", "-e"])
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "nginx -t: {}", String::from_utf8_lossy(&check.stderr));
+    let child = Command::new(&nginx)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx { child, dir }
+}
+
+/// `/plaintext` requests `server` has answered (its own `/metrics`).
+fn served_plaintext(server: &Server) -> u64 {
+    server
+        .get("/metrics")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("bareapi_http_requests_total{method=\"GET\",route=\"/plaintext\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+#[test]
+fn rolling_restart_behind_nginx_loses_no_request() {
+    let mut instances = [Server::start(&[]), Server::start(&[])];
+    let addrs = [instances[0].addr, instances[1].addr];
+    let nginx_port = free_port();
+    let nginx = start_nginx(nginx_port, addrs);
+    let front: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
+    let load = Load::start(front, 12, PATHS);
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..2 {
+        let before = load.answered();
+        instances[i].terminate();
+        let status =
+            instances[i].wait_exit(Duration::from_secs(15)).unwrap_or_else(|| panic!("instance {i} still running"));
+        assert!(status.success(), "instance {i} exit {status:?}");
+        // Down for a while: everything goes to the other instance.
+        std::thread::sleep(Duration::from_millis(500));
+        if load.answered() < before + 100 {
+            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+            panic!("no answers while instance {i} was down: {:?}\nnginx error log:\n{log}", load.stop());
+        }
+        instances[i] = Server::start_at(addrs[i], &[]);
+        // A rolling restart moves on only once the restarted instance takes traffic again:
+        // nginx retries it after fail_timeout (2 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while served_plaintext(&instances[i]) < 100 {
+            assert!(Instant::now() < deadline, "restarted instance {i} gets no traffic through nginx");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop();
+    eprintln!("through nginx: {report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.ok > 2000, "{report:?}");
+    let error_log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+    eprintln!("nginx error log:\n{error_log}");
+    drop(nginx);
+}
