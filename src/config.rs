@@ -22,7 +22,10 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Long-lived connections each worker shares between all of its in-flight requests.
 /// tokio-postgres pipelines concurrent queries on one connection, so a few are enough to keep
 /// one PostgreSQL backend per connection busy; more only adds backend context switches.
-pub const DEFAULT_SHARED_CONNS: usize = 4;
+/// Measured on the benchmark machine (one worker, 64 clients): 3 beat 4 on every database
+/// route (+9% to +20%), 2 was better still on /db and /fortunes but lost 30-40% on
+/// /queries?queries=20, where 640 statements queue on each connection.
+pub const DEFAULT_SHARED_CONNS: usize = 3;
 
 /// How long a request waits for a pool connection before answering 503.
 pub const DEFAULT_POOL_WAIT_MS: u64 = 2_000;
