@@ -8,50 +8,20 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::daemon::{Daemon, find_binary, free_port, is_root, private_dir};
 use common::load::Load;
 
 const PATHS: &[(&str, &str)] = &[("/plaintext", "Hello, World!"), ("/db", "{\"id\":"), ("/json", "{\"message\"")];
 
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx not found: run the tests through scripts/test.sh, which installs Debian's nginx")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master stops its workers only when it is asked to.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Starts nginx in the foreground with `deploy/nginx/bareapi.conf` inside a minimal main
-/// context whose files all live in a temporary folder.
-fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Nginx {
+/// context whose files all live in a private folder.
+fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Daemon {
     let conf =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/bareapi.conf")).unwrap();
     assert!(conf.contains("127.0.0.1:8081") && conf.contains("127.0.0.1:8082") && conf.contains("listen 8080;"));
@@ -59,11 +29,10 @@ fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Nginx {
         .replace("127.0.0.1:8081", &upstreams[0].to_string())
         .replace("127.0.0.1:8082", &upstreams[1].to_string())
         .replace("listen 8080;", &format!("listen 127.0.0.1:{listen};"));
-    let dir = std::env::temp_dir().join(format!("bareapi-nginx-{}-{listen}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = private_dir("nginx");
     std::fs::write(dir.join("bareapi.conf"), conf).unwrap();
     let d = dir.display();
-    // As root, nginx's workers would switch to "nobody", who cannot use the temporary folder.
+    // As root, nginx's workers would switch to "nobody", who cannot use the private folder.
     let user = if is_root() { "user root;" } else { "" };
     let main = format!(
         "{user}\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
@@ -73,7 +42,7 @@ fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Nginx {
          include {d}/bareapi.conf;\n}}\n"
     );
     std::fs::write(dir.join("nginx.conf"), main).unwrap();
-    let nginx = nginx_binary();
+    let nginx = find_binary("nginx");
     let check = Command::new(&nginx)
         .args(["-t", "-q", "-e"])
         .arg(dir.join("error.log"))
@@ -82,21 +51,9 @@ fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Nginx {
         .output()
         .unwrap();
     assert!(check.status.success(), "nginx -t: {}", String::from_utf8_lossy(&check.stderr));
-    let child = Command::new(&nginx)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx { child, dir }
+    let mut cmd = Command::new(&nginx);
+    cmd.arg("-e").arg(dir.join("error.log")).arg("-c").arg(dir.join("nginx.conf")).stdout(Stdio::null());
+    Daemon::start(cmd, dir, listen, "error.log")
 }
 
 /// `/plaintext` requests `server` has answered (its own `/metrics`).
@@ -108,10 +65,6 @@ fn served_plaintext(server: &Server) -> u64 {
         .filter(|l| l.starts_with("bareapi_http_requests_total{method=\"GET\",route=\"/plaintext\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 #[test]

@@ -6,36 +6,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::Server;
-
-fn pgbouncer_binary() -> PathBuf {
-    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("pgbouncer not found: run the tests through scripts/test.sh, which installs Debian's pgbouncer")
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
+use common::daemon::{Daemon, find_binary, free_port, is_root, private_dir};
 
 struct PgBouncer {
-    child: Child,
-    dir: PathBuf,
+    _daemon: Daemon,
     port: u16,
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// `postgres://user@host:port/db` of the test database, split.
@@ -49,9 +27,8 @@ fn parts(url: &str) -> (String, String, String, String) {
 
 fn start_pgbouncer() -> PgBouncer {
     let (user, host, pg_port, db) = parts(&common::database_url());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = std::env::temp_dir().join(format!("bareapi-pgbouncer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let dir = private_dir("pgbouncer");
     let d = dir.display();
     let ini = format!(
         "[databases]\n{db} = host={host} port={pg_port} dbname={db}\n\n[pgbouncer]\n\
@@ -65,29 +42,15 @@ fn start_pgbouncer() -> PgBouncer {
     let mut cmd;
     if is_root() {
         // PgBouncer refuses to run as root; run it as the cluster's owner. setpriv execs
-        // (runuser would stay in between), so killing the child kills PgBouncer.
+        // (runuser would stay in between), so signals reach PgBouncer itself.
         assert!(Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap().success());
         cmd = Command::new("setpriv");
-        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(pgbouncer_binary());
+        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(find_binary("pgbouncer"));
     } else {
-        cmd = Command::new(pgbouncer_binary());
+        cmd = Command::new(find_binary("pgbouncer"));
     }
-    let child = cmd
-        .arg(dir.join("pgbouncer.ini"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pgbouncer");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pgbouncer did not start: {}",
-            std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    PgBouncer { child, dir, port }
+    cmd.arg(dir.join("pgbouncer.ini")).stdout(Stdio::null()).stderr(Stdio::null());
+    PgBouncer { _daemon: Daemon::start(cmd, dir, port, "pgbouncer.log"), port }
 }
 
 #[test]

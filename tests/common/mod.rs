@@ -299,6 +299,7 @@ pub fn db_client() -> postgres_sync::Client {
 }
 
 /// A tiny synchronous wrapper over tokio-postgres for assertions.
+pub mod daemon;
 pub mod load;
 
 pub mod postgres_sync {
