@@ -20,7 +20,6 @@ command -v wrk >/dev/null 2>&1 || { echo "wrk not found: loadtest/run.py or wrk-
 source loadtest/common.sh
 rounds=$1 duration=$2
 shift 2
-tck=$(getconf CLK_TCK)
 log=$(mktemp)
 trap 'cleanup; rm -f "$log"' EXIT
 for round in $(seq 1 "$rounds"); do
@@ -28,27 +27,10 @@ for round in $(seq 1 "$rounds"); do
     label=${spec%%|*} rest=${spec#*|}
     cmd=${rest%%|*} route=${rest#*|}
     # shellcheck disable=SC2086 # the command is a word list on purpose
-    taskset -c 0 $cmd >"$log" 2>&1 &
-    server_pid=$!
-    addr=
-    for _ in $(seq 1 300); do
-      addr=$(sed -n 's/.*listening addr=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-      [ -n "$addr" ] && break
-      sleep 0.1
-    done
-    [ -n "$addr" ] || { cat "$log" >&2; exit 1; }
+    start_command 0 "$log" $cmd
     taskset -c 1 wrk -t1 -c64 -d2s "http://$addr$route" >/dev/null
-    c0=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${duration}s" --latency "http://$addr$route")
-    c1=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
-    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
-    n=$(echo "$out" | awk '/requests in/ {print $1}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    us=$(python3 -c "print(round(($c1 - $c0) / $tck * 1e6 / $n, 2))")
-    echo "round $round  $label  $route  req/s $rps  p99 $p99  CPU $us us/req  peak RSS $hwm KiB"
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
+    measure "http://$addr$route" "$duration"
+    echo "round $round  $label  $route  req/s $rps  p99 $p99  CPU $cpu_us us/req  peak RSS $hwm_kib KiB"
+    stop_server
   done
 done

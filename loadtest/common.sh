@@ -1,4 +1,4 @@
-# Shared by loadtest/wrk-routes.sh and loadtest/oha-users.sh (sourced from the repository root):
+# Shared by the loadtest/*.sh scripts (sourced from the repository root):
 # a throwaway PostgreSQL unless DATABASE_URL is set, cleanup on exit, and starting the server
 # pinned to a core and waiting for its `listening addr=` line.
 
@@ -16,12 +16,12 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 
-# start_server CORE LOGFILE ARGS...: starts target/release/bareapi serve ARGS on CORE, sets
-# server_pid and addr (IP:PORT), or exits with the log if it does not start within 30 s.
-start_server() {
+# start_command CORE LOGFILE CMD...: starts CMD (any server that prints `listening addr=IP:PORT`)
+# on CORE, sets server_pid and addr, or exits with the log if it does not start within 30 s.
+start_command() {
   local core=$1 log=$2
   shift 2
-  taskset -c "$core" target/release/bareapi serve --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  taskset -c "$core" "$@" >"$log" 2>&1 &
   server_pid=$!
   addr=
   for _ in $(seq 1 300); do
@@ -30,6 +30,34 @@ start_server() {
     sleep 0.1
   done
   cat "$log" >&2
-  echo "server did not start" >&2
+  echo "server did not start: $*" >&2
   exit 1
+}
+
+# start_server CORE LOGFILE ARGS...: start_command for target/release/bareapi serve ARGS.
+start_server() {
+  local core=$1 log=$2
+  shift 2
+  start_command "$core" "$log" target/release/bareapi serve --listen 127.0.0.1:0 "$@"
+}
+
+# stop_server: stops the server start_command started.
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+# measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS; sets rps,
+# p99, cpu_us (the server's utime+stime over the run per request) and hwm_kib (its peak RSS).
+measure() {
+  local url=$1 seconds=$2 c0 c1 n out
+  c0=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
+  out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "$url")
+  c1=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
+  hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  cpu_us=$(python3 -c "print(round(($c1 - $c0) / $(getconf CLK_TCK) * 1e6 / $n, 2))")
 }

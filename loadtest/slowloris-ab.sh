@@ -20,26 +20,16 @@ command -v wrk >/dev/null 2>&1 || { echo "wrk not found: loadtest/wrk-routes.sh 
 cargo build --release --quiet -p bareapi -p actix-ref -p slowclient
 source loadtest/common.sh   # throwaway PostgreSQL unless DATABASE_URL is set; cleanup on exit
 
-tck=$(getconf CLK_TCK)
 log=$(mktemp)
 slow_log=$(mktemp)
 trap 'cleanup; rm -f "$log" "$slow_log"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   for srv in $SERVERS; do
     case $srv in
-      bareapi) cmd=(target/release/bareapi serve --listen 127.0.0.1:0 --no-migrate --workers 1) ;;
-      actix) cmd=(target/release/actix-ref --listen 127.0.0.1:0 --workers 1) ;;
+      bareapi) start_server 0 "$log" --no-migrate --workers 1 ;;
+      actix) start_command 0 "$log" target/release/actix-ref --listen 127.0.0.1:0 --workers 1 ;;
       *) echo "unknown server $srv" >&2; exit 1 ;;
     esac
-    taskset -c 0 "${cmd[@]}" >"$log" 2>&1 &
-    server_pid=$!
-    addr=
-    for _ in $(seq 1 300); do
-      addr=$(sed -n 's/.*listening addr=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-      [ -n "$addr" ] && break
-      sleep 0.1
-    done
-    [ -n "$addr" ] || { cat "$log" >&2; exit 1; }
     taskset -c 1 wrk -t1 -c64 -d3s "http://$addr/plaintext" >/dev/null
     for mode in base slow; do
       if [ "$mode" = slow ]; then
@@ -47,21 +37,13 @@ for round in $(seq 1 "$ROUNDS"); do
         slow_pid=$!
         sleep 5   # slow connections live ~4 s: reach the steady state first
       fi
-      c0=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
-      out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency "http://$addr/plaintext")
-      c1=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
-      n=$(echo "$out" | awk '/requests in/ {print $1}')
-      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-      p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-      us=$(python3 -c "print(round(($c1 - $c0) / $tck * 1e6 / $n, 2))")
-      echo "round $round  $srv  $mode  req/s $rps  p99 $p99  server CPU $us us/req"
+      measure "http://$addr/plaintext" "$DURATION"
+      echo "round $round  $srv  $mode  req/s $rps  p99 $p99  server CPU $cpu_us us/req"
       if [ "$mode" = slow ]; then
         wait "$slow_pid"
         grep "slow connections opened" "$slow_log" | sed 's/^/    /'
       fi
     done
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
+    stop_server
   done
 done
