@@ -37,23 +37,22 @@ fn yaml_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The container's environment: each `- name: X` followed by `value: "Y"` (secret references
-/// have no value and are returned with `None`).
+/// The container's environment: each `- name: X` of the `env:` block, with the `value: "Y"`
+/// that follows it (secret references have no value and come back as `None`).
 fn k8s_env(text: &str) -> BTreeMap<String, Option<String>> {
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let start = lines.iter().position(|l| *l == "env:").expect("env:");
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.trim() == "env:").expect("env:");
     let mut env = BTreeMap::new();
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
-        if line.ends_with(':') && !line.starts_with('-') && !line.starts_with("value") && lines[i - 1].starts_with('#')
-        {
+        let trimmed = line.trim();
+        // The block ends at the first key no deeper than `env:` itself.
+        if !trimmed.is_empty() && !trimmed.starts_with('-') && indent(line) <= indent(lines[start]) {
             break;
         }
-        if line.starts_with("resources:") {
-            break;
-        }
-        if let Some(name) = line.strip_prefix("- name: ") {
+        if let Some(name) = trimmed.strip_prefix("- name: ") {
             let value =
-                lines.get(i + 1).and_then(|l| l.strip_prefix("value: ")).map(|v| v.trim_matches('"').to_owned());
+                lines.get(i + 1).and_then(|l| l.trim().strip_prefix("value: ")).map(|v| v.trim_matches('"').to_owned());
             env.insert(name.to_owned(), value);
         }
     }
