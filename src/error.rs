@@ -57,6 +57,8 @@ pub enum AppError {
     },
     /// A dependency (the database) cannot serve now; the cause is logged.
     Unavailable(String),
+    /// The server is shutting down (`/readyz` while draining): ask another instance.
+    Draining,
     /// The handler did not finish within the request timeout.
     Timeout(std::time::Duration),
     /// A bug or an unexpected failure; the cause is logged, the client gets a generic body.
@@ -86,7 +88,7 @@ impl AppError {
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +128,7 @@ impl AppError {
                 tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
                 "The database is unavailable; retry shortly."
             }
+            AppError::Draining => "This instance is shutting down; send requests to another one.",
             AppError::Timeout(limit) => {
                 let id = log_id();
                 tracing::warn!(route, request_id = ?id, timeout = ?limit, "request timed out");
@@ -148,7 +151,7 @@ impl AppError {
             AppError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, allow);
             }
-            AppError::Unavailable(_) | AppError::Timeout(_) => {
+            AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) => {
                 headers.insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
             }
             AppError::Unauthorized { invalid_token } => {

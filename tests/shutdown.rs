@@ -66,3 +66,23 @@ fn a_stalled_request_is_dropped_at_the_drain_deadline() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
+
+/// Once shutdown begins, a kept-alive connection's next request is still answered, with
+/// `Connection: close`: `/readyz` says 503 (draining, with `Retry-After`), and the connection
+/// then closes.
+#[test]
+fn readyz_answers_503_with_connection_close_while_draining() {
+    let mut server = Server::start(&["--drain-timeout-ms", "5000"]);
+    let mut conn = server.connect();
+    assert_eq!(conn.request("GET", "/readyz").status, 200);
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(50));
+    let res = conn.request("GET", "/readyz");
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.header("connection"), Some("close"));
+    assert!(res.header("retry-after").is_some());
+    assert!(res.text().contains("shutting down"), "{}", res.text());
+    conn.set_read_timeout(Duration::from_secs(2));
+    assert!(conn.is_closed());
+    assert!(server.wait_exit(Duration::from_secs(5)).expect("exited").success());
+}

@@ -23,7 +23,7 @@ pub fn healthz() -> Response<Body> {
 /// is not draining; 503 otherwise.
 pub async fn readyz(app: &App) -> Result<Response<Body>, AppError> {
     if app.shared.shutdown.is_draining() {
-        return Err(AppError::Unavailable("draining for shutdown".to_owned()));
+        return Err(AppError::Draining);
     }
     let check = async {
         let lease = app.db.lease().await?;
