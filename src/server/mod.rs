@@ -94,11 +94,22 @@ async fn check_connection_budget(cfg: &ServerConfig, client: &tokio_postgres::Cl
     Ok(())
 }
 
+/// Hands the memory start-up used and freed (the world cache's 10 000 rows as they came off
+/// the wire, migrations, the start-up connection) back to the OS. The binary's allocator is
+/// mimalloc (main.rs), which otherwise keeps freed pages of a thread's heap until that thread
+/// allocates again, and this thread then only waits for a signal: 1.8 MiB of an idle
+/// process's 4.8 MiB of anonymous memory. Without mimalloc as the allocator this is a no-op.
+fn release_start_up_memory() {
+    // SAFETY: mi_collect only walks and trims mimalloc's own heaps; it takes no pointers.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Runs the server until SIGINT or SIGTERM, then drains it (see [`shutdown`]) and returns.
 pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let control = control_runtime()?;
     let shared = Arc::new(Shared::new().map_err(|e| e.to_string())?);
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
+    release_start_up_memory();
 
     let setup = WorkerSetup {
         db: cfg.db.clone(),
