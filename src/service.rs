@@ -1,6 +1,7 @@
 //! The hyper service: match the route, run its handler under the request timeout, turn errors
-//! and panics into problem responses, stamp `Server`, `Date` and `x-request-id` on every
-//! response, and record metrics and the access log.
+//! and panics into problem responses, stamp `Server` and `x-request-id` on every response
+//! (hyper writes `Date`), add `Connection: close` while draining, and record metrics and the
+//! access log.
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;

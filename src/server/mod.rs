@@ -95,7 +95,7 @@ async fn check_connection_budget(cfg: &ServerConfig, client: &tokio_postgres::Cl
 }
 
 /// Hands the memory start-up used and freed (the world cache's 10 000 rows as they came off
-/// the wire, migrations, the start-up connection) back to the OS. The binary's allocator is
+/// the wire, migrations) back to the OS. The binary's allocator is
 /// mimalloc (main.rs), which otherwise keeps freed pages of a thread's heap until that thread
 /// allocates again, and this thread then only waits for a signal: 1.8 MiB of an idle
 /// process's 4.8 MiB of anonymous memory. Without mimalloc as the allocator this is a no-op.
