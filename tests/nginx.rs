@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use common::daemon::{Daemon, find_binary, free_port, is_root, private_dir};
-use common::load::Load;
-
-const PATHS: &[(&str, &str)] = &[("/plaintext", "Hello, World!"), ("/db", "{\"id\":"), ("/json", "{\"message\"")];
+use common::load::{Load, MIXED_PATHS};
 
 /// Starts nginx in the foreground with `deploy/nginx/bareapi.conf` inside a minimal main
 /// context whose files all live in a private folder.
@@ -74,7 +72,7 @@ fn rolling_restart_behind_nginx_loses_no_request() {
     let nginx_port = free_port();
     let nginx = start_nginx(nginx_port, addrs);
     let front: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
-    let load = Load::start(front, 12, PATHS);
+    let load = Load::start(front, 12, MIXED_PATHS);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..2 {
         let before = load.answered();

@@ -8,16 +8,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::load::Load;
-
-const PATHS: &[(&str, &str)] = &[("/plaintext", "Hello, World!"), ("/db", "{\"id\":"), ("/json", "{\"message\"")];
+use common::load::{Load, MIXED_PATHS};
 
 #[test]
 fn restarts_on_the_same_port_lose_no_request() {
     for mode in ["per-core", "multi-thread"] {
         let mut old = Server::start(&["--runtime", mode]);
         let addr = old.addr;
-        let load = Load::start(addr, 12, PATHS);
+        let load = Load::start(addr, 12, MIXED_PATHS);
         std::thread::sleep(Duration::from_millis(300));
         for round in 1..=3 {
             // The new process is listening before the old one is told to stop.

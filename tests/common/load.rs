@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The mix the restart tests drive: each path with the start its answer body must have.
+pub const MIXED_PATHS: &[(&str, &str)] =
+    &[("/plaintext", "Hello, World!"), ("/db", "{\"id\":"), ("/json", "{\"message\"")];
+
 #[derive(Default)]
 struct Counts {
     ok: AtomicU64,
