@@ -5,9 +5,11 @@
 # server around the run) and the server's peak RSS. Alternating rounds of short runs are how
 # this VM's ±15% drift is kept out of a comparison; take medians.
 #
-#   B="target/release/bareapi serve --listen 127.0.0.1:0 --no-migrate --workers 1"
+#   B="target/release/bareapi serve --listen 127.0.0.1:0 --workers 1"   # migrates the fresh cluster
 #   A="target/release/axum-ref --listen 127.0.0.1:0 --workers 1"
+#   X="target/release/actix-ref --listen 127.0.0.1:0 --workers 1"
 #   loadtest/ab.sh 3 5 "bareapi|$B|/db" "axum|$A|/db"
+#   DEPTH=16 loadtest/ab.sh 3 5 "bareapi|$B|/plaintext" "actix|$X|/plaintext"   # pipelined
 #   loadtest/ab.sh 2 4 "s3|$B --shared-conns 3|/fortunes" "s4|$B|/fortunes"
 #
 # Commands must print `listening addr=IP:PORT` (bareapi and the reference servers do). Without
@@ -15,7 +17,7 @@
 # (`cargo build --release --workspace`). Only 127.0.0.1 is targeted; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 command -v wrk >/dev/null 2>&1 || { echo "wrk not found: loadtest/run.py or wrk-routes.sh installs it" >&2; exit 1; }
 source loadtest/common.sh
 rounds=$1 duration=$2

@@ -48,12 +48,14 @@ stop_server() {
   server_pid=
 }
 
-# measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS; sets rps,
-# p99, cpu_us (the server's utime+stime over the run per request) and hwm_kib (its peak RSS).
+# measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS (with
+# DEPTH=N, N requests pipelined per connection); sets rps, p99, cpu_us (the server's
+# utime+stime over the run per request) and hwm_kib (its peak RSS).
 measure() {
-  local url=$1 seconds=$2 c0 c1 n out
+  local url=$1 seconds=$2 c0 c1 n out pipeline=()
+  if [ "${DEPTH:-1}" -gt 1 ]; then pipeline=(-s loadtest/wrk/pipeline.lua); fi
   c0=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
-  out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "$url")
+  out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "${pipeline[@]}" "$url" -- "${DEPTH:-1}")
   c1=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
   hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   n=$(echo "$out" | awk '/requests in/ {print $1}')

@@ -60,6 +60,8 @@ pub struct Shared {
     pub worlds: WorldCache,
     pub metrics: Metrics,
     pub shutdown: Shutdown,
+    /// Times requests (metrics, access log). Calibrated once, when `Shared` is built.
+    pub clock: quanta::Clock,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             worlds: WorldCache::default(),
             metrics: Metrics::new(templates, crate::service::UNMATCHED),
             shutdown: Shutdown::default(),
+            clock: quanta::Clock::new(),
         })
     }
 }

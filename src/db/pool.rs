@@ -151,12 +151,18 @@ impl Db {
         Ok(PreparedClient { object, stmts })
     }
 
+    /// `checkout` mode: a pool object with its statements from the pool's cache, boxed (see
+    /// [`Lease::Exclusive`]).
+    async fn checkout_exclusive(&self) -> Result<Box<PreparedClient>, DbError> {
+        let object = self.pool.get().await?;
+        let stmts = Statements::cached(&object).await?;
+        Ok(Box::new(PreparedClient { object, stmts }))
+    }
+
     /// A connection for one request.
     pub async fn lease(&self) -> Result<Lease, DbError> {
         if self.mode == DbMode::Checkout {
-            let object = self.pool.get().await?;
-            let stmts = Statements::cached(&object).await?;
-            return Ok(Lease::Exclusive(Box::new(PreparedClient { object, stmts })));
+            return Ok(Lease::Exclusive(Box::pin(self.checkout_exclusive()).await?));
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
         let slot = &self.shared[i];
@@ -167,7 +173,9 @@ impl Db {
         }
         // Empty or broken: take a fresh connection from the pool. The closed one is dropped
         // once its last in-flight user finishes; the pool's recycle check discards it.
-        let fresh = Arc::new(self.checkout().await?);
+        // Boxed: preparing every statement at once is a future of about 17 KiB, and unboxed it
+        // would be part of every database handler's future, moved with each request.
+        let fresh = Arc::new(Box::pin(self.checkout()).await?);
         slot.store(Some(Arc::clone(&fresh)));
         Ok(Lease::Shared(fresh))
     }
