@@ -1,5 +1,5 @@
-//! The hyper service: match the route, run its handler under the request timeout, turn errors
-//! and panics into problem responses, stamp `Server` and `x-request-id` on every response
+//! The hyper service: match the route, answer at once when the handler awaits nothing or else
+//! run it (boxed) under the request timeout, turn errors and panics into problem responses, stamp `Server` and `x-request-id` on every response
 //! (hyper writes `Date`), add `Connection: close` while draining, and record metrics and the
 //! access log.
 
