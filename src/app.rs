@@ -17,6 +17,7 @@ use crate::handlers::{self, Endpoint};
 use crate::metrics::{Metrics, Shard};
 use crate::router::{RouteError, Router};
 use crate::server::shutdown::Shutdown;
+use crate::server::timer::LazyTimer;
 
 /// Connection-level HTTP settings.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +106,7 @@ impl App {
         let auto = http.http2.then(|| {
             let mut b = auto::Builder::new(TokioExecutor::new());
             b.http1()
-                .timer(TokioTimer::new())
+                .timer(LazyTimer)
                 .header_read_timeout(http.header_read_timeout)
                 .max_headers(http.max_headers)
                 .max_buf_size(http.max_head_bytes.max(8192))
@@ -135,7 +136,7 @@ fn configure_http1(h1: &mut http1::Builder, http: &HttpSettings) {
     if http.max_headers != crate::config::DEFAULT_MAX_HEADERS {
         h1.max_headers(http.max_headers);
     }
-    h1.timer(TokioTimer::new())
+    h1.timer(LazyTimer)
         .header_read_timeout(http.header_read_timeout)
         .max_header_size(http.max_head_bytes)
         .keep_alive(true)

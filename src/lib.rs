@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: flags and environment, one struct per subsystem.
 //! - [`server`]: start-up (`run`), listeners, the per-core and multi-thread runtimes,
-//!   connections, graceful shutdown.
+//!   connections, graceful shutdown, hyper's lazy timer.
 //! - [`service`]: the hyper service: route, handle, map errors and panics, stamp headers.
 //! - [`router`]: the matched-path router (method + template → handler, params, template label).
 //! - [`handlers`]: the route table and one module per resource (`bench`: TechEmpower suite,

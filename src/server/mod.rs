@@ -5,6 +5,7 @@ pub mod connection;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod timer;
 
 use std::sync::Arc;
 
