@@ -1,7 +1,7 @@
 //! The hyper service: match the route, answer at once when the handler awaits nothing or else
-//! run it (boxed) under the request timeout, turn errors and panics into problem responses, stamp `Server` and `x-request-id` on every response
-//! (hyper writes `Date`), add `Connection: close` while draining, and record metrics and the
-//! access log.
+//! run it (boxed) under the request timeout, turn errors and panics into problem responses,
+//! stamp `Server` and `x-request-id` on every response (hyper writes `Date`), add
+//! `Connection: close` while draining, and record metrics and the access log.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -21,6 +21,7 @@ use crate::error::AppError;
 use crate::handlers;
 use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, stamp};
+use crate::metrics::Shard;
 use crate::router::Match;
 
 /// The label of requests that matched no route.
@@ -73,14 +74,32 @@ impl Future for Answer<'_> {
     }
 }
 
+/// Counts a request in its worker's in-flight gauge for as long as it lives, however it ends:
+/// answered, or dropped by hyper when the client goes away mid-request.
+struct InFlight<'a>(&'a Shard);
+
+impl<'a> InFlight<'a> {
+    fn new(shard: &'a Shard) -> Self {
+        shard.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(shard)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a request carries from its start to its answer, for the response headers, the metrics
 /// and the access log.
-struct Pending {
+struct Pending<'a> {
     /// Raw reading of `app.shared.clock` at the request's start.
     started: u64,
     id: HeaderValue,
     template: &'static str,
     route: usize,
+    _in_flight: InFlight<'a>,
 }
 
 /// Answers one request. Never fails: every error is already a response.
@@ -90,7 +109,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = app.shared.clock.raw();
-    app.shard.in_flight.fetch_add(1, Ordering::Relaxed);
+    let in_flight = InFlight::new(&app.shard);
     let (parts, body) = req.into_parts();
     let id = request_id::from_request(&parts);
     let (res, template, route) = match app.router.find(&parts.method, parts.uri.path()) {
@@ -104,7 +123,7 @@ where
                 None => match catch_unwind(AssertUnwindSafe(|| handlers::answer_at_once(app, *handler))) {
                     Ok(Some(outcome)) => outcome.unwrap_or_else(|e| e.into_response(template, Some(&id))),
                     Ok(None) => {
-                        let pending = Pending { started, id, template, route };
+                        let pending = Pending { started, id, template, route, _in_flight: in_flight };
                         return Answer::Later(Box::pin(answer_later(app, parts, body, pending)));
                     }
                     Err(panic) => panicked(panic, template, &id),
@@ -121,11 +140,11 @@ where
             app.shared.metrics.unmatched(),
         ),
     };
-    Answer::Ready(Some(finish(app, &parts, res, Pending { started, id, template, route })))
+    Answer::Ready(Some(finish(app, &parts, res, Pending { started, id, template, route, _in_flight: in_flight })))
 }
 
 /// Runs a handler that awaits (the database, a request body) under the request timeout.
-async fn answer_later<B>(app: &App, parts: Parts, body: B, pending: Pending) -> Response<Body>
+async fn answer_later<'a, B>(app: &'a App, parts: Parts, body: B, pending: Pending<'a>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -160,8 +179,8 @@ fn panicked(panic: Box<dyn Any + Send>, template: &'static str, id: &HeaderValue
 }
 
 /// Stamps the response headers every answer carries and records the request.
-fn finish(app: &App, parts: &Parts, mut res: Response<Body>, pending: Pending) -> Response<Body> {
-    let Pending { started, id, template, route } = pending;
+fn finish(app: &App, parts: &Parts, mut res: Response<Body>, pending: Pending<'_>) -> Response<Body> {
+    let Pending { started, id, template, route, _in_flight: in_flight } = pending;
     stamp(&mut res);
     res.headers_mut().insert(REQUEST_ID, id);
     // Draining: every HTTP/1 answer closes its connection, so a busy client learns to go
@@ -169,8 +188,8 @@ fn finish(app: &App, parts: &Parts, mut res: Response<Body>, pending: Pending) -
     if app.shared.shutdown.is_finishing_connections() && parts.version < Version::HTTP_2 {
         res.headers_mut().insert(CONNECTION, CLOSE);
     }
+    drop(in_flight);
     let shard = &app.shard;
-    shard.in_flight.fetch_sub(1, Ordering::Relaxed);
     let status = res.status().as_u16();
     if app.ops.record_metrics || app.ops.access_log {
         let elapsed = app.shared.clock.delta(started, app.shared.clock.raw());

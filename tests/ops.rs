@@ -161,3 +161,21 @@ fn slow_handlers_answer_503_at_the_request_timeout() {
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
     assert_eq!(conn.request("GET", "/__test/sleep?ms=10").status, 200);
 }
+
+/// A client that goes away while its request is being answered leaves the in-flight gauge as
+/// it found it: hyper drops the request's future, and the gauge follows.
+#[test]
+fn abandoned_requests_leave_the_in_flight_gauge() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send_raw(b"GET /__test/sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    let gauge = || sample(&samples(server.get("/metrics").text()), "bareapi_http_requests_in_flight");
+    // While the sleeping request lives it is counted beside the /metrics request itself.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while gauge() != Some(1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gauge(), Some(1.0), "the abandoned request is still counted");
+}
