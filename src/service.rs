@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, Version};
+use http::{HeaderValue, Method, Request, Response, Version};
 
 use crate::app::App;
 use crate::error::AppError;
@@ -124,7 +124,11 @@ where
                     Ok(Some(outcome)) => outcome.unwrap_or_else(|e| e.into_response(template, Some(&id))),
                     Ok(None) => {
                         let pending = Pending { started, id, template, route, _in_flight: in_flight };
-                        return Answer::Later(Box::pin(answer_later(app, parts, body, pending)));
+                        return Answer::Later(match handlers::Detached::of(*handler, parts.uri.query()) {
+                            // The head goes now (see `Detached`); only what `finish` reads stays.
+                            Some(work) => Box::pin(answer_detached(app, Head::of(parts), work, pending)),
+                            None => Box::pin(answer_later(app, parts, body, pending)),
+                        });
                     }
                     Err(panic) => panicked(panic, template, &id),
                 },
@@ -140,7 +144,31 @@ where
             app.shared.metrics.unmatched(),
         ),
     };
-    Answer::Ready(Some(finish(app, &parts, res, Pending { started, id, template, route, _in_flight: in_flight })))
+    let pending = Pending { started, id, template, route, _in_flight: in_flight };
+    Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
+}
+
+/// What [`finish`] reads of a detached request: nothing that borrows hyper's read buffer.
+struct Head {
+    method: Method,
+    version: Version,
+}
+
+impl Head {
+    fn of(parts: Parts) -> Self {
+        Head { method: parts.method, version: parts.version }
+    }
+}
+
+/// Runs detached work (the request head already dropped) under the request timeout.
+async fn answer_detached<'a>(
+    app: &'a App,
+    head: Head,
+    work: handlers::Detached,
+    pending: Pending<'a>,
+) -> Response<Body> {
+    let res = guarded(app, work.run(app), pending.template, &pending.id).await;
+    finish(app, &head.method, head.version, res, pending)
 }
 
 /// Runs a handler that awaits (the database, a request body) under the request timeout.
@@ -155,17 +183,26 @@ where
     // that returned parameter offsets instead of slices would make this second match needless.
     let res = match app.router.find(&parts.method, parts.uri.path()) {
         Match::Found { handler, params, .. } => {
-            let run = AssertUnwindSafe(handlers::dispatch(app, *handler, &parts, body, params)).catch_unwind();
-            match tokio::time::timeout(app.ops.request_timeout, run).await {
-                Ok(Ok(Ok(res))) => res,
-                Ok(Ok(Err(e))) => e.into_response(template, Some(id)),
-                Ok(Err(panic)) => panicked(panic, template, id),
-                Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, Some(id)),
-            }
+            guarded(app, handlers::dispatch(app, *handler, &parts, body, params), template, id).await
         }
         _ => AppError::Internal("route lost between two matches".to_owned()).into_response(template, Some(id)),
     };
-    finish(app, &parts, res, pending)
+    finish(app, &parts.method, parts.version, res, pending)
+}
+
+/// A handler's outcome under the request timeout, with its errors and panics as responses.
+async fn guarded(
+    app: &App,
+    run: impl Future<Output = Result<Response<Body>, AppError>>,
+    template: &'static str,
+    id: &HeaderValue,
+) -> Response<Body> {
+    match tokio::time::timeout(app.ops.request_timeout, AssertUnwindSafe(run).catch_unwind()).await {
+        Ok(Ok(Ok(res))) => res,
+        Ok(Ok(Err(e))) => e.into_response(template, Some(id)),
+        Ok(Err(panic)) => panicked(panic, template, id),
+        Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, Some(id)),
+    }
 }
 
 /// A panicking handler answers 500 for its own request; the connection, the worker and the
@@ -180,13 +217,19 @@ fn panicked(panic: Box<dyn Any + Send>, template: &'static str, id: &HeaderValue
 }
 
 /// Stamps the response headers every answer carries and records the request.
-fn finish(app: &App, parts: &Parts, mut res: Response<Body>, pending: Pending<'_>) -> Response<Body> {
+fn finish(
+    app: &App,
+    method: &Method,
+    version: Version,
+    mut res: Response<Body>,
+    pending: Pending<'_>,
+) -> Response<Body> {
     let Pending { started, id, template, route, _in_flight: in_flight } = pending;
     stamp(&mut res);
     res.headers_mut().insert(REQUEST_ID, id);
     // Draining: every HTTP/1 answer closes its connection, so a busy client learns to go
     // elsewhere from the answer itself instead of from a close that could cross its next request.
-    if app.shared.shutdown.is_finishing_connections() && parts.version < Version::HTTP_2 {
+    if app.shared.shutdown.is_finishing_connections() && version < Version::HTTP_2 {
         res.headers_mut().insert(CONNECTION, CLOSE);
     }
     drop(in_flight);
@@ -195,12 +238,12 @@ fn finish(app: &App, parts: &Parts, mut res: Response<Body>, pending: Pending<'_
     if app.ops.record_metrics || app.ops.access_log {
         let elapsed = app.shared.clock.delta(started, app.shared.clock.raw());
         if app.ops.record_metrics {
-            shard.record(route, &parts.method, status, elapsed);
+            shard.record(route, method, status, elapsed);
         }
         if app.ops.access_log {
             tracing::info!(
                 target: "access",
-                method = parts.method.as_str(),
+                method = method.as_str(),
                 route = template,
                 status,
                 duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),

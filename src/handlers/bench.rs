@@ -11,7 +11,6 @@ use crate::db::world::{self, World, query_world, query_worlds, update_worlds};
 use crate::db::{DbError, fortune};
 use crate::error::AppError;
 use crate::html::render_fortunes;
-use crate::http::query::{param, query_count};
 use crate::http::{Body, TEXT_HTML, TEXT_PLAIN, json_response, response};
 
 const HELLO: &[u8] = b"Hello, World!";
@@ -40,8 +39,8 @@ pub async fn db(app: &App) -> Result<Response<Body>, AppError> {
     Ok(json_response(&row, WORLD_JSON_BYTES)?)
 }
 
-pub async fn queries(app: &App, query: Option<&str>) -> Result<Response<Body>, AppError> {
-    let n = query_count(param(query, "queries"));
+/// `n` rows (already clamped to 1..=500 from `?queries=`).
+pub async fn queries(app: &App, n: usize) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
     let rows = query_worlds(&lease, (0..n).map(|_| world::random_id())).await?;
     Ok(json_response(&rows, WORLD_JSON_BYTES * n + 2)?)
@@ -62,8 +61,8 @@ pub async fn fortunes(app: &App) -> Result<Response<Body>, AppError> {
     Ok(response(StatusCode::OK, TEXT_HTML, Bytes::from(html)))
 }
 
-pub async fn updates(app: &App, query: Option<&str>) -> Result<Response<Body>, AppError> {
-    let n = query_count(param(query, "queries"));
+/// `n` rows (already clamped to 1..=500 from `?queries=`).
+pub async fn updates(app: &App, n: usize) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
     // Distinct ids: one batch never updates a row twice, so what is returned is what is stored.
     let mut rows = query_worlds(&lease, distinct_random_ids(n).into_iter()).await?;
@@ -84,8 +83,8 @@ pub async fn updates(app: &App, query: Option<&str>) -> Result<Response<Body>, A
     Ok(json_response(&rows, WORLD_JSON_BYTES * n + 2)?)
 }
 
-pub async fn cached_queries(app: &App, query: Option<&str>) -> Result<Response<Body>, AppError> {
-    let n = query_count(param(query, "count"));
+/// `n` rows (already clamped to 1..=500 from `?count=`).
+pub async fn cached_queries(app: &App, n: usize) -> Result<Response<Body>, AppError> {
     let mut rows: Vec<World> = Vec::with_capacity(n);
     for _ in 0..n {
         let id = world::random_id();

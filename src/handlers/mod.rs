@@ -18,6 +18,7 @@ use http::{Method, Response};
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::Body;
+use crate::http::query::{param, query_count};
 use crate::router::{Params, RouteError, Router};
 
 /// Every handler the router can select.
@@ -96,8 +97,55 @@ pub fn answer_at_once(app: &App, endpoint: Endpoint) -> Option<Result<Response<B
     })
 }
 
-/// Runs the handler of `endpoint` (the service calls it only for those [`answer_at_once`] does
-/// not answer).
+/// The work of a handler that needs nothing from its request but what it parses up front (a
+/// query parameter at most), so that the service can drop the request head before the first
+/// await.
+///
+/// hyper slices a request's URI and header values out of its connection's read buffer (8 KiB),
+/// and reads ahead on the connection while the request is being served: a head kept across a
+/// database round trip keeps that buffer alive, so hyper allocates a second one. Detached, an
+/// in-flight database request costs its connection one buffer instead of two (heaptrack of
+/// `/queries?queries=20` at 64 connections: hyper's read buffers 1.09 MB -> 0.52 MB; peak RSS
+/// about 1 MiB lower on every database route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    Db,
+    Queries(usize),
+    Fortunes,
+    Updates(usize),
+    CachedQueries(usize),
+    Readyz,
+}
+
+impl Detached {
+    /// The detached work of `endpoint`, or `None` for the handlers that read their request as
+    /// they go (the users API, the test hooks) and go through [`dispatch`].
+    pub fn of(endpoint: Endpoint, query: Option<&str>) -> Option<Self> {
+        Some(match endpoint {
+            Endpoint::Db => Detached::Db,
+            Endpoint::Queries => Detached::Queries(query_count(param(query, "queries"))),
+            Endpoint::Fortunes => Detached::Fortunes,
+            Endpoint::Updates => Detached::Updates(query_count(param(query, "queries"))),
+            Endpoint::CachedQueries => Detached::CachedQueries(query_count(param(query, "count"))),
+            Endpoint::Readyz => Detached::Readyz,
+            _ => return None,
+        })
+    }
+
+    pub async fn run(self, app: &App) -> Result<Response<Body>, AppError> {
+        match self {
+            Detached::Db => bench::db(app).await,
+            Detached::Queries(n) => bench::queries(app, n).await,
+            Detached::Fortunes => bench::fortunes(app).await,
+            Detached::Updates(n) => bench::updates(app, n).await,
+            Detached::CachedQueries(n) => bench::cached_queries(app, n).await,
+            Detached::Readyz => ops::readyz(app).await,
+        }
+    }
+}
+
+/// Runs the handler of `endpoint` (the service calls it only for those neither
+/// [`answer_at_once`] nor [`Detached`] covers).
 ///
 /// The users API's handlers are boxed: their futures (authentication, then a query) are the
 /// largest, up to 2.7 KiB, and unboxed they would set the size of every request's future, which
@@ -114,13 +162,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let query = parts.uri.query();
     match endpoint {
-        Endpoint::Db => bench::db(app).await,
-        Endpoint::Queries => bench::queries(app, query).await,
-        Endpoint::Fortunes => bench::fortunes(app).await,
-        Endpoint::Updates => bench::updates(app, query).await,
-        Endpoint::CachedQueries => bench::cached_queries(app, query).await,
         Endpoint::CreateUser => Box::pin(users::create(app, parts, body)).await,
         Endpoint::ListUsers => Box::pin(users::list(app, parts)).await,
         Endpoint::GetUser => Box::pin(users::get(app, parts, params)).await,
@@ -128,17 +170,70 @@ where
         Endpoint::DeleteUser => Box::pin(users::delete(app, parts, params)).await,
         Endpoint::CreateSession => Box::pin(sessions::create(app, parts, body)).await,
         Endpoint::DeleteCurrentSession => Box::pin(sessions::delete_current(app, parts)).await,
-        Endpoint::Readyz => ops::readyz(app).await,
-        // The service answers these through `answer_at_once` without calling `dispatch`.
+        // The service answers these through `answer_at_once` or `Detached` without calling
+        // `dispatch`; answering them here too keeps this total.
         Endpoint::Plaintext | Endpoint::Json | Endpoint::OpenApi | Endpoint::Healthz | Endpoint::Metrics => {
             answer_at_once(app, endpoint)
                 .unwrap_or_else(|| Err(AppError::Internal(format!("{endpoint:?} has no instant answer"))))
         }
+        Endpoint::Db
+        | Endpoint::Queries
+        | Endpoint::Fortunes
+        | Endpoint::Updates
+        | Endpoint::CachedQueries
+        | Endpoint::Readyz => match Detached::of(endpoint, parts.uri.query()) {
+            Some(work) => work.run(app).await,
+            None => Err(AppError::Internal(format!("{endpoint:?} is not detached"))),
+        },
         #[cfg(feature = "test-hooks")]
         Endpoint::TestPanic => test_hooks::panic(),
         #[cfg(feature = "test-hooks")]
-        Endpoint::TestSleep => test_hooks::sleep(query).await,
+        Endpoint::TestSleep => test_hooks::sleep(parts.uri.query()).await,
         #[cfg(not(feature = "test-hooks"))]
         Endpoint::TestPanic | Endpoint::TestSleep => Err(AppError::NotFound("No route matches this path.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_work_takes_its_counts_from_the_query_by_the_suite_rules() {
+        assert_eq!(Detached::of(Endpoint::Db, Some("queries=7")), Some(Detached::Db));
+        assert_eq!(Detached::of(Endpoint::Queries, Some("queries=20")), Some(Detached::Queries(20)));
+        assert_eq!(Detached::of(Endpoint::Queries, Some("x=1&queries=501")), Some(Detached::Queries(500)));
+        assert_eq!(Detached::of(Endpoint::Queries, Some("queries=foo")), Some(Detached::Queries(1)));
+        assert_eq!(Detached::of(Endpoint::Updates, None), Some(Detached::Updates(1)));
+        assert_eq!(Detached::of(Endpoint::Updates, Some("queries=0")), Some(Detached::Updates(1)));
+        // /cached-queries reads `count`, not `queries`.
+        assert_eq!(
+            Detached::of(Endpoint::CachedQueries, Some("count=12&queries=3")),
+            Some(Detached::CachedQueries(12))
+        );
+        assert_eq!(Detached::of(Endpoint::Fortunes, None), Some(Detached::Fortunes));
+        assert_eq!(Detached::of(Endpoint::Readyz, None), Some(Detached::Readyz));
+    }
+
+    #[test]
+    fn handlers_that_read_their_request_or_answer_at_once_are_not_detached() {
+        for endpoint in [
+            Endpoint::Plaintext,
+            Endpoint::Json,
+            Endpoint::CreateUser,
+            Endpoint::ListUsers,
+            Endpoint::GetUser,
+            Endpoint::PatchUser,
+            Endpoint::DeleteUser,
+            Endpoint::CreateSession,
+            Endpoint::DeleteCurrentSession,
+            Endpoint::OpenApi,
+            Endpoint::Healthz,
+            Endpoint::Metrics,
+            Endpoint::TestPanic,
+            Endpoint::TestSleep,
+        ] {
+            assert_eq!(Detached::of(endpoint, Some("queries=5")), None, "{endpoint:?}");
+        }
     }
 }

@@ -19,13 +19,17 @@ thread_local! {
 }
 
 /// The client's `x-request-id` if it is short and printable, else a new one.
+///
+/// The client's value is copied rather than cloned: a clone would share hyper's read buffer
+/// (8 KiB) and keep it alive for as long as the request is in flight.
 pub fn from_request(parts: &Parts) -> HeaderValue {
     if let Some(v) = parts.headers.get(REQUEST_ID)
         && !v.is_empty()
         && v.len() <= MAX_REQUEST_ID_BYTES
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        && let Ok(own) = HeaderValue::from_bytes(v.as_bytes())
     {
-        return v.clone();
+        return own;
     }
     generate()
 }
