@@ -92,6 +92,8 @@ pub struct PoolFigures {
     pub size: usize,
     pub available: usize,
     pub waiting: usize,
+    /// Pipelined statements in flight on the worker's connections (`db::in_flight`).
+    pub statements_in_flight: usize,
 }
 
 /// Reads a worker's pool figures at scrape time.
@@ -193,6 +195,11 @@ impl Metrics {
             ("bareapi_db_pool_size", "Connections the pool holds.", |f| f.size),
             ("bareapi_db_pool_available", "Idle connections in the pool.", |f| f.available),
             ("bareapi_db_pool_waiting", "Requests waiting for a pool connection.", |f| f.waiting),
+            (
+                "bareapi_db_statements_in_flight",
+                "Pipelined row reads (/queries, /updates) in flight on the worker's connections.",
+                |f| f.statements_in_flight,
+            ),
         ] {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
             for (worker, figures) in pools.iter().enumerate() {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Conn, Server};
 
 /// `/healthz` and `/readyz` answer 200 while the database is up.
 #[test]
@@ -178,4 +178,47 @@ fn abandoned_requests_leave_the_in_flight_gauge() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(gauge(), Some(1.0), "the abandoned request is still counted");
+}
+
+/// Pipelined row reads go out in rounds bounded by the statement budget: many concurrent
+/// /queries?queries=500 (more than the budget lets out at once) all get their 500 rows, and
+/// once they are answered or abandoned the budget's gauge is back at zero.
+#[test]
+fn the_statement_budget_serves_every_row_and_comes_back_whole() {
+    let server = Server::start(&[]);
+    let in_flight = || -> f64 {
+        samples(server.get("/metrics").text())
+            .iter()
+            .filter(|(s, _)| s.starts_with("bareapi_db_statements_in_flight{"))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    assert_eq!(in_flight(), 0.0);
+    let addr = server.addr;
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(move || {
+                let mut conn = Conn::new(addr);
+                for _ in 0..3 {
+                    let res = conn.request("GET", "/queries?queries=500");
+                    assert_eq!(res.status, 200, "{}", res.text());
+                    assert_eq!(res.json().as_array().map(Vec::len), Some(500));
+                }
+            });
+        }
+        for _ in 0..4 {
+            scope.spawn(move || {
+                // Abandoned mid-request: its statements' places must come back too.
+                let mut conn = Conn::new(addr);
+                conn.send_raw(b"GET /queries?queries=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+                std::thread::sleep(Duration::from_millis(2));
+                drop(conn);
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_flight() != 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(in_flight(), 0.0, "every permit is given back");
 }

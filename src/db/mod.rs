@@ -1,9 +1,11 @@
 //! The database layer: the connection pool and how requests share its connections
-//! ([`pool`]), the connection budget checked at start ([`budget`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
+//! ([`pool`]), the connection budget checked at start ([`budget`]), the cap on pipelined
+//! statements in flight ([`in_flight`]), schema migrations ([`migrate`]) and one module per table with its SQL, row type
 //! and query functions ([`world`], [`fortune`], [`users`], [`sessions`]).
 
 pub mod budget;
 pub mod fortune;
+pub mod in_flight;
 pub mod migrate;
 pub mod pool;
 pub mod sessions;

@@ -20,6 +20,7 @@ use arc_swap::ArcSwapOption;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::{NoTls, Statement};
 
+use super::in_flight::StatementBudget;
 use super::{DbError, fortune, sessions, users, world};
 use crate::config::{DbConfig, DbMode};
 
@@ -105,6 +106,8 @@ pub struct Db {
     shared: Box<[ArcSwapOption<PreparedClient>]>,
     /// Round-robin cursor over `shared`.
     next: AtomicUsize,
+    /// Caps the statements in flight over all of this `Db`'s connections.
+    statements: StatementBudget,
 }
 
 /// Parses a `DATABASE_URL` into the tokio-postgres configuration, with the connect timeout set
@@ -142,7 +145,13 @@ impl Db {
             mode: cfg.mode,
             shared: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
             next: AtomicUsize::new(0),
+            statements: StatementBudget::for_connections(if slots > 0 { slots } else { pool_size }),
         })
+    }
+
+    /// The cap on pipelined statements in flight (see [`super::in_flight`]).
+    pub fn statements(&self) -> &StatementBudget {
+        &self.statements
     }
 
     async fn checkout(&self) -> Result<PreparedClient, DbError> {

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+use futures_util::future::try_join_all;
+
+use super::in_flight::StatementBudget;
 use super::{DbError, PreparedClient};
 
 pub const SELECT_BY_ID: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
@@ -32,10 +35,37 @@ pub async fn query_world(db: &PreparedClient, id: i32) -> Result<World, DbError>
     Ok(World { id: row.try_get(0)?, random_number: row.try_get(1)? })
 }
 
-/// One statement per row (the published rules forbid `IN (...)`); the statements are sent
-/// together and pipelined on the connection rather than awaited one after another.
-pub async fn query_worlds(db: &PreparedClient, ids: impl Iterator<Item = i32>) -> Result<Vec<World>, DbError> {
-    futures_util::future::try_join_all(ids.map(|id| query_world(db, id))).await
+/// Statements a request sends together at least, when the budget is spent: batches of this
+/// many cost 4% of requests/s at most against unbounded pipelining (see [`super::in_flight`]).
+pub const BATCH: usize = 10;
+
+/// One statement per row (the published rules forbid `IN (...)`), pipelined on the connection
+/// rather than awaited one after another: each round sends as many statements as `budget`
+/// allows (all of them on a quiet worker, at least [`BATCH`]) and awaits them all.
+///
+/// A round is several joined batches of [`BATCH`] rather than one join of its size: every
+/// batch's allocation is then of one size; one array sized to the room left measured
+/// 0.1-0.6 MiB more peak RSS at the same budget (mimalloc keeps pages per size class).
+pub async fn query_worlds(
+    db: &PreparedClient,
+    mut ids: impl ExactSizeIterator<Item = i32>,
+    budget: &StatementBudget,
+) -> Result<Vec<World>, DbError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    while ids.len() > 0 {
+        let permits = budget.take(ids.len(), BATCH);
+        let batches = permits.count().div_ceil(BATCH);
+        let mut granted = permits.count();
+        let round = try_join_all((0..batches).map(|_| {
+            let size = granted.min(BATCH);
+            granted -= size;
+            try_join_all(ids.by_ref().take(size).map(|id| query_world(db, id)))
+        }));
+        for batch in round.await? {
+            rows.extend(batch);
+        }
+    }
+    Ok(rows)
 }
 
 pub async fn update_worlds(db: &PreparedClient, worlds: &[World]) -> Result<(), DbError> {

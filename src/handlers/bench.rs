@@ -42,7 +42,7 @@ pub async fn db(app: &App) -> Result<Response<Body>, AppError> {
 /// `n` rows (already clamped to 1..=500 from `?queries=`).
 pub async fn queries(app: &App, n: usize) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
-    let rows = query_worlds(&lease, (0..n).map(|_| world::random_id())).await?;
+    let rows = query_worlds(&lease, (0..n).map(|_| world::random_id()), app.db.statements()).await?;
     Ok(json_response(&rows, WORLD_JSON_BYTES * n + 2)?)
 }
 
@@ -65,7 +65,7 @@ pub async fn fortunes(app: &App) -> Result<Response<Body>, AppError> {
 pub async fn updates(app: &App, n: usize) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
     // Distinct ids: one batch never updates a row twice, so what is returned is what is stored.
-    let mut rows = query_worlds(&lease, distinct_random_ids(n).into_iter()).await?;
+    let mut rows = query_worlds(&lease, distinct_random_ids(n).into_iter(), app.db.statements()).await?;
     for row in &mut rows {
         row.random_number = new_random_number(row.random_number);
     }

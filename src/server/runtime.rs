@@ -38,7 +38,13 @@ fn leak_app(
     let app: &'static App = Box::leak(Box::new(app));
     setup.shared.metrics.register_pool(Box::new(move || {
         let s = app.db.pool_status();
-        PoolFigures { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+        PoolFigures {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+            statements_in_flight: app.db.statements().in_flight(),
+        }
     }));
     Ok(app)
 }
