@@ -35,11 +35,6 @@ impl WorldCache {
 
     /// Fills the cache with every row (at start-up).
     pub async fn fill(&self, client: &tokio_postgres::Client) -> Result<usize, crate::db::DbError> {
-        let rows = world::all_worlds(client).await?;
-        let n = rows.len();
-        for row in rows {
-            self.insert(row);
-        }
-        Ok(n)
+        world::for_each_world(client, |row| self.insert(row)).await
     }
 }
