@@ -55,16 +55,15 @@ pub fn gzip(body: &[u8]) -> Bytes {
     out.extend_from_slice(&GZIP_HEADER);
     DEFLATE.with_borrow_mut(|deflate| {
         deflate.reset();
-        let mut input = body;
         loop {
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity().max(256));
             }
-            let before = deflate.total_in();
-            let status =
-                deflate.compress_vec(input, &mut out, FlushCompress::Finish).expect("deflate into a Vec cannot fail");
-            let consumed = usize::try_from(deflate.total_in() - before).unwrap_or(input.len());
-            input = &input[consumed.min(input.len())..];
+            // `total_in` counts from the reset: what of `body` the state has taken so far.
+            let taken = usize::try_from(deflate.total_in()).unwrap_or(body.len()).min(body.len());
+            let status = deflate
+                .compress_vec(&body[taken..], &mut out, FlushCompress::Finish)
+                .expect("deflate into a Vec cannot fail");
             if status == Status::StreamEnd {
                 break;
             }
