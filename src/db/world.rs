@@ -36,8 +36,9 @@ pub async fn query_world(db: &PreparedClient, id: i32) -> Result<World, DbError>
     Ok(World { id: row.try_get(0)?, random_number: row.try_get(1)? })
 }
 
-/// Statements a request sends together at least, when the budget is spent: batches of this
-/// many cost 4% of requests/s at most against unbounded pipelining (see [`super::in_flight`]).
+/// Statements a request sends together at least, when the budget is spent: with batches of
+/// this many, /queries?queries=20 served a median 0.96x the requests/s of unbounded
+/// pipelining (see [`super::in_flight`]).
 pub const BATCH: usize = 10;
 
 /// One statement per row (the published rules forbid `IN (...)`), pipelined on the connection
