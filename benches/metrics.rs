@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
 
 fn metrics(c: &mut Criterion) {
-    let m = Metrics::new(vec!["/plaintext", "/json", "/db", "/api/users/{id}"], "<unmatched>");
+    let m = Metrics::new(vec!["/plaintext", "/json", "/db", "/api/users/{id}"]);
     let shard = m.shard();
     let mut g = c.benchmark_group("metrics");
     g.bench_function("record", |b| {

@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bareapi::app::{App, HttpSettings, OpsSettings, Shared, UsersSettings};
-use bareapi::config::{DbConfig, DbMode};
+use bareapi::app::{App, Shared};
+use bareapi::config::{DbConfig, DbMode, OpsSettings, UsersSettings};
 use bareapi::db::Db;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -29,12 +29,6 @@ fn app() -> App {
     App::new(
         db,
         shared,
-        HttpSettings {
-            header_read_timeout: Duration::from_secs(5),
-            http2: false,
-            max_head_bytes: 65536,
-            max_headers: 100,
-        },
         UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1 << 20 },
         OpsSettings {
             max_header_bytes: 16384,
@@ -45,7 +39,6 @@ fn app() -> App {
             record_metrics: true,
         },
     )
-    .unwrap()
 }
 
 fn round_trip(c: &mut Criterion) {

@@ -3,8 +3,8 @@
 
 use std::hint::black_box;
 
-use bareapi::handlers::{Endpoint, ROUTES};
 use bareapi::router::{Match, Router};
+use bareapi::routes::{Endpoint, ROUTES};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
 

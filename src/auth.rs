@@ -13,12 +13,11 @@ use http::request::Parts;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::db::sessions::TokenHash;
 use crate::error::AppError;
 
 /// Random bytes in a session token.
 pub const TOKEN_BYTES: usize = 32;
-/// A token's hash, as stored.
-pub type TokenHash = [u8; 32];
 
 /// Hashes in flight at once. argon2id with the default parameters takes 19 MiB and most of a
 /// core for tens of milliseconds; more hashes than cores only queue in the blocking pool while

@@ -21,10 +21,8 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// Long-lived connections each worker shares between all of its in-flight requests.
 /// tokio-postgres pipelines concurrent queries on one connection, so a few are enough to keep
-/// one PostgreSQL backend per connection busy; more only adds backend context switches.
-/// Measured on the benchmark machine (one worker, 64 clients): 3 beat 4 on every database
-/// route (+9% to +20%), 2 was better still on /db and /fortunes but lost 30-40% on
-/// /queries?queries=20, where 640 statements queue on each connection.
+/// one PostgreSQL backend per connection busy; more only adds backend context switches, fewer
+/// starves the many-statement routes (BENCHMARKS.md, "Behind the defaults").
 pub const DEFAULT_SHARED_CONNS: usize = 3;
 
 /// How long a request waits for a pool connection before answering 503.
@@ -36,8 +34,7 @@ pub const DEFAULT_POOL_RECYCLE_MS: u64 = 1_000;
 
 /// A slow client must send its request headers within this time or the connection is closed;
 /// an idle kept-alive connection is closed after it too. 4 s, so that a stalled client is cut
-/// off within 5 s of connecting even with timer and scheduling slack (measured: 5.03-5.14 s
-/// with a 5 s setting).
+/// off within 5 s of connecting even with timer and scheduling slack.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 4_000;
 
 /// Largest single header value. A bigger one is refused with 431: no legitimate client of this
@@ -55,6 +52,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// How long shutdown waits for in-flight requests before closing what is left.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Largest request body accepted, in bytes. A users API body is a few hundred bytes; 1 MiB
+/// leaves room for batch bodies while bounding the memory one request can pin.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Session tokens live a day unless revoked.
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 86_400;
@@ -180,7 +181,7 @@ pub struct ServeArgs {
     pub session_ttl_secs: u64,
 
     /// Largest request body accepted, in bytes (413 past it).
-    #[arg(long, env = "BAREAPI_MAX_BODY_BYTES", default_value_t = crate::http::body::MAX_BODY_BYTES,
+    #[arg(long, env = "BAREAPI_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = parse_positive_usize)]
     pub max_body_bytes: usize,
 
@@ -267,22 +268,50 @@ pub struct ServerConfig {
     pub runtime: RuntimeMode,
     pub pin_cores: bool,
     pub backlog: u32,
-    pub http2: bool,
-    pub header_read_timeout: Duration,
     pub migrate: bool,
     /// Refuse to start when the pools cannot fit the server's `max_connections`.
     pub connection_budget_check: bool,
-    pub session_ttl: Duration,
-    pub max_body_bytes: usize,
-    pub max_header_bytes: usize,
+    pub http: HttpSettings,
+    pub users: UsersSettings,
+    pub ops: OpsSettings,
+    pub db: DbConfig,
+}
+
+/// Connection-level HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Time allowed for a request's headers, and for an idle kept-alive connection to start
+    /// the next request (hyper runs one timer for both).
+    pub header_read_timeout: Duration,
+    pub http2: bool,
+    /// Largest request head (request line and headers); larger answers 431 and closes.
     pub max_head_bytes: usize,
+    /// Most headers one request may carry; more answers 431 and closes.
     pub max_headers: usize,
+}
+
+/// Settings of the users API.
+#[derive(Debug, Clone, Copy)]
+pub struct UsersSettings {
+    /// How long a session token stays valid.
+    pub session_ttl: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Operational settings: limits, timeouts, observability switches.
+#[derive(Debug, Clone, Copy)]
+pub struct OpsSettings {
+    /// Largest single header value; larger answers 431 and closes.
+    pub max_header_bytes: usize,
+    /// A handler still running after this answers 503.
     pub request_timeout: Duration,
+    /// Connections one worker serves at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// How long shutdown waits for open connections before dropping them.
     pub drain_timeout: Duration,
     pub access_log: bool,
-    pub metrics: bool,
-    pub db: DbConfig,
+    pub record_metrics: bool,
 }
 
 /// What the database layer needs.
@@ -362,20 +391,26 @@ impl ServeArgs {
             runtime: self.runtime,
             pin_cores: self.pin_cores,
             backlog: self.backlog,
-            http2: self.http2,
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             migrate: !self.no_migrate,
             connection_budget_check: !self.no_connection_budget_check,
-            session_ttl: Duration::from_secs(self.session_ttl_secs),
-            max_body_bytes: self.max_body_bytes,
-            max_header_bytes: self.max_header_bytes,
-            max_head_bytes: self.max_head_bytes,
-            max_headers: self.max_headers,
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            max_connections: self.max_connections,
-            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
-            access_log: self.access_log,
-            metrics: !self.no_metrics,
+            http: HttpSettings {
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                http2: self.http2,
+                max_head_bytes: self.max_head_bytes,
+                max_headers: self.max_headers,
+            },
+            users: UsersSettings {
+                session_ttl: Duration::from_secs(self.session_ttl_secs),
+                max_body_bytes: self.max_body_bytes,
+            },
+            ops: OpsSettings {
+                max_header_bytes: self.max_header_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+                max_connections: self.max_connections,
+                drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+                access_log: self.access_log,
+                record_metrics: !self.no_metrics,
+            },
             db,
         })
     }

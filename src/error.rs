@@ -4,29 +4,19 @@
 //! once; [`AppError::into_response`] is the only place an error becomes a response. Internal
 //! causes are logged there and never sent to the client.
 
-use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use std::borrow::Cow;
+
+use http::header::{ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::db::DbError;
 use crate::http::request_id::{self, REQUEST_ID};
-use crate::http::{Body, PROBLEM_JSON, response, to_json};
+use crate::http::{Body, FieldError, PROBLEM_JSON, RequestError, response, to_json};
 
 /// `Retry-After` on 503s: the pool wait timeout is seconds at most, so a second is a fair hint.
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
-
-/// One failing field of a request body or query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &str, message: &str) -> Self {
-        FieldError { field: field.to_owned(), message: message.to_owned() }
-    }
-}
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 #[derive(Debug)]
 pub enum AppError {
@@ -37,6 +27,9 @@ pub enum AppError {
     },
     /// The request itself is wrong; the detail is safe to show the client.
     BadRequest(String),
+    /// The request head is refused before any handler runs (smuggling-shaped framing, a flood
+    /// of query parameters); the connection is closed after the answer.
+    BadHead(String),
     /// Fields of the body or query failed; all of them are listed.
     Validation(Vec<FieldError>),
     /// No credentials (`invalid_token: false`) or credentials that are not valid.
@@ -81,7 +74,7 @@ impl AppError {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::BadRequest(_) | AppError::Validation(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::BadHead(_) | AppError::Validation(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized { .. } | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -97,17 +90,49 @@ impl AppError {
     /// `x-request-id`, or a generated one), which is echoed so a report can be matched to a log.
     pub fn into_response(self, route: &str, request_id: Option<&HeaderValue>) -> Response<Body> {
         let status = self.status();
-        let mut logged_id = None;
-        let mut log_id = || {
-            let id = request_id.cloned().unwrap_or_else(request_id::generate);
-            logged_id = Some(id.clone());
-            id
+        let logged_id = self.log_cause(route, request_id);
+        let errors = match &self {
+            AppError::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
         };
-        let limit_detail;
-        let detail = match &self {
+        let body = problem_json(status, &self.detail(), errors);
+        let mut res = response(status, PROBLEM_JSON, body);
+        self.add_headers(res.headers_mut());
+        if let Some(id) = logged_id {
+            res.headers_mut().insert(REQUEST_ID, id);
+        }
+        res
+    }
+
+    /// Logs the cause of a 5xx (never sent to the client); the request id it was logged with.
+    fn log_cause(&self, route: &str, request_id: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let id = || request_id.cloned().unwrap_or_else(request_id::generate);
+        match self {
+            AppError::Unavailable(cause) => {
+                let id = id();
+                tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
+                Some(id)
+            }
+            AppError::Timeout(limit) => {
+                let id = id();
+                tracing::warn!(route, request_id = ?id, timeout = ?limit, "request timed out");
+                Some(id)
+            }
+            AppError::Internal(cause) => {
+                let id = id();
+                tracing::error!(route, request_id = ?id, cause = cause.as_str(), "internal error");
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The problem's `detail`: what the client may know.
+    fn detail(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
             AppError::NotFound(detail) | AppError::Forbidden(detail) | AppError::Conflict(detail) => detail,
             AppError::MethodNotAllowed { .. } => "This path does not accept this method; see the Allow header.",
-            AppError::BadRequest(detail) => detail.as_str(),
+            AppError::BadRequest(detail) | AppError::BadHead(detail) => detail.as_str(),
             AppError::Validation(_) => "The request has invalid fields; see errors.",
             AppError::Unauthorized { invalid_token: false } => "This route needs an Authorization: Bearer token.",
             AppError::Unauthorized { invalid_token: true } => {
@@ -116,60 +141,37 @@ impl AppError {
             AppError::BadCredentials => "Wrong email or password.",
             AppError::UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
             AppError::PayloadTooLarge { limit } => {
-                limit_detail = format!("The request body exceeds the limit of {limit} bytes.");
-                limit_detail.as_str()
+                return Cow::Owned(format!("The request body exceeds the limit of {limit} bytes."));
             }
             AppError::HeaderTooLarge { limit } => {
-                limit_detail = format!("A request header exceeds the limit of {limit} bytes.");
-                limit_detail.as_str()
+                return Cow::Owned(format!("A request header exceeds the limit of {limit} bytes."));
             }
-            AppError::Unavailable(cause) => {
-                let id = log_id();
-                tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
-                "The database is unavailable; retry shortly."
-            }
+            AppError::Unavailable(_) => "The database is unavailable; retry shortly.",
             AppError::Draining => "This instance is shutting down; send requests to another one.",
-            AppError::Timeout(limit) => {
-                let id = log_id();
-                tracing::warn!(route, request_id = ?id, timeout = ?limit, "request timed out");
-                "The request took longer than the server allows; retry shortly."
-            }
-            AppError::Internal(cause) => {
-                let id = log_id();
-                tracing::error!(route, request_id = ?id, cause = cause.as_str(), "internal error");
-                "An internal error occurred."
-            }
-        };
-        let errors = match &self {
-            AppError::Validation(errors) => Some(errors.as_slice()),
-            _ => None,
-        };
-        let body = problem_json(status, detail, errors);
-        let mut res = response(status, PROBLEM_JSON, body);
-        let headers = res.headers_mut();
+            AppError::Timeout(_) => "The request took longer than the server allows; retry shortly.",
+            AppError::Internal(_) => "An internal error occurred.",
+        })
+    }
+
+    /// The headers some problems carry: `Allow`, `Retry-After`, `WWW-Authenticate`, and
+    /// `Connection: close` for a refused head.
+    fn add_headers(self, headers: &mut HeaderMap) {
         match self {
             AppError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, allow);
+            }
+            AppError::BadHead(_) | AppError::HeaderTooLarge { .. } => {
+                headers.insert(CONNECTION, CLOSE);
             }
             AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) => {
                 headers.insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
             }
             AppError::Unauthorized { invalid_token } => {
-                headers.insert(
-                    WWW_AUTHENTICATE,
-                    if invalid_token {
-                        HeaderValue::from_static("Bearer error=\"invalid_token\"")
-                    } else {
-                        HeaderValue::from_static("Bearer")
-                    },
-                );
+                let challenge = if invalid_token { "Bearer error=\"invalid_token\"" } else { "Bearer" };
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
             _ => {}
         }
-        if let Some(id) = logged_id {
-            headers.insert(REQUEST_ID, id);
-        }
-        res
     }
 }
 
@@ -188,6 +190,17 @@ pub fn problem_json(status: StatusCode, detail: &str, errors: Option<&[FieldErro
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() { AppError::Unavailable(e.to_string()) } else { AppError::Internal(e.to_string()) }
+    }
+}
+
+impl From<RequestError> for AppError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotJson => AppError::UnsupportedMediaType,
+            RequestError::TooLarge { limit } => AppError::PayloadTooLarge { limit },
+            RequestError::Malformed(detail) => AppError::BadRequest(detail),
+            RequestError::Invalid(errors) => AppError::Validation(errors),
+        }
     }
 }
 

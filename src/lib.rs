@@ -1,23 +1,27 @@
 //! bareapi: an HTTP API server written directly on hyper 1.x and tokio, built to be measured.
 //!
 //! # Layout
-//! - [`config`]: flags and environment, one struct per subsystem.
+//! The modules form layers; each uses only those listed after it.
 //! - [`server`]: start-up (`run`), listeners, the per-core and multi-thread runtimes,
-//!   connections, graceful shutdown, hyper's lazy timer.
-//! - [`service`]: the hyper service: route, handle, map errors and panics, stamp headers.
+//!   connections (hyper's builders), hyper's lazy timer.
+//! - [`service`]: the hyper service: match the route once, answer at once or run boxed under
+//!   the timeout, map errors and panics, stamp headers, record metrics.
+//! - [`handlers`]: one module per resource (`techempower`: the TechEmpower suite, `users`,
+//!   `sessions`, `docs`: the OpenAPI document, `ops`) and `plan`, each endpoint's kind of work.
+//! - [`app`]: the state handlers run against (process-wide and per worker).
+//! - [`routes`]: the route table (every endpoint, its method and path template).
 //! - [`router`]: the matched-path router (method + template → handler, params, template label).
-//! - [`handlers`]: the route table and one module per resource (`bench`: TechEmpower suite,
-//!   `users`, `sessions`, `docs`: the OpenAPI document).
 //! - [`auth`]: password hashing, session tokens, bearer tokens.
-//! - [`validation`]: the users API's field rules.
-//! - [`app`]: the per-worker state handlers run against.
+//! - [`error`]: the HTTP error type and its one mapping to problem+json.
+//! - [`cache`]: the world-row cache behind `/cached-queries`.
 //! - [`db`]: the pool and shared connections, migrations, one module per table.
 //! - [`http`]: body type, static headers, JSON in and out, request bodies, `Date`, query
-//!   parsing, compression, caching headers and their negotiation.
-//! - [`html`]: escaping and the fortunes page.
-//! - [`cache`]: the world-row cache behind `/cached-queries`.
-//! - [`error`]: the HTTP error type and its one mapping to problem+json.
+//!   parsing, compression, caching headers and their negotiation; its own `RequestError`.
 //! - [`metrics`]: lock-free per-worker counters and the Prometheus text format.
+//! - [`shutdown`]: the two-phase shutdown signal.
+//! - [`html`]: escaping and the fortunes page.
+//! - [`validation`]: the users API's field rules.
+//! - [`config`]: flags and environment, settings per subsystem, documented defaults.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,6 +37,8 @@ pub mod html;
 pub mod http;
 pub mod metrics;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 pub mod validation;

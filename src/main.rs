@@ -8,11 +8,9 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 /// Lines the background log writer may hold before new ones are dropped (never blocking a
-/// worker). tracing-appender's default, 128 000, allocates and touches its whole queue up front
-/// (32 bytes a slot: 4 MiB resident from the first moment, a third of an idle process). With
-/// the access log on, 16 384 slots (512 KiB) hold a quarter of a second of it at 60 000
-/// requests/s; without it only start-up, warnings and errors are logged, and 2 048 (64 KiB)
-/// hold a burst of those.
+/// worker). tracing-appender's default (128 000) allocates its whole queue up front; with the
+/// access log on, 16 384 hold a quarter of a second of it at 60 000 requests/s; without it only
+/// start-up, warnings and errors are logged, and 2 048 hold a burst of those.
 const LOG_BUFFER_LINES_ACCESS: usize = 16_384;
 const LOG_BUFFER_LINES: usize = 2_048;
 
@@ -62,7 +60,9 @@ fn serve(args: &bareapi::config::ServeArgs) -> (Result<(), String>, WorkerGuard)
     let guard = init_logging(args.log_format, args.access_log);
     let result = args.to_config().and_then(|cfg| {
         tracing::info!(config = ?cfg, "starting");
-        bareapi::server::run(cfg)
+        let listeners = bareapi::server::listener::bind_for(cfg.runtime, cfg.listen, cfg.backlog, cfg.workers)
+            .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
+        bareapi::server::run(cfg, listeners, bareapi::server::shutdown_signal())
     });
     (result, guard)
 }

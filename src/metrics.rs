@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use http::Method;
 
+/// The route label of requests that matched no route.
+pub const UNMATCHED: &str = "<unmatched>";
+
 /// Methods with their own label; anything else is counted as `OTHER`.
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -109,10 +112,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// `templates` in the router's order; an `<unmatched>` slot is added after them.
-    pub fn new(templates: Vec<&'static str>, unmatched: &'static str) -> Metrics {
+    /// `templates` in the router's order; the [`UNMATCHED`] slot is added after them.
+    pub fn new(templates: Vec<&'static str>) -> Metrics {
         let mut routes = templates;
-        routes.push(unmatched);
+        routes.push(UNMATCHED);
         Metrics { routes, shards: Mutex::new(Vec::new()), pools: Mutex::new(Vec::new()) }
     }
 
@@ -135,30 +138,35 @@ impl Metrics {
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = String::with_capacity(24 * 1024);
+        self.render_requests(&shards, &mut out);
+        render_connection_gauges(&shards, &mut out);
+        self.render_pools(&mut out);
+        let _ = write!(
+            out,
+            "# HELP bareapi_build_info Build information.\n# TYPE bareapi_build_info gauge\nbareapi_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+
+    /// The request counter and the duration histogram, one series per (route, method, status
+    /// class) that has seen a request.
+    fn render_requests(&self, shards: &[Arc<Shard>], out: &mut String) {
         let sum = |f: &dyn Fn(&Shard) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-        let mut out = String::with_capacity(8 * 1024);
         out.push_str(
             "# HELP bareapi_http_requests_total Requests answered, by method, route template and status class.\n",
         );
         out.push_str("# TYPE bareapi_http_requests_total counter\n");
-        let series_count = self.routes.len() * METHODS.len() * CLASSES.len();
         let mut hist = String::with_capacity(16 * 1024);
         hist.push_str("# HELP bareapi_http_request_duration_seconds Time from request head to response, by method, route template and status class.\n");
         hist.push_str("# TYPE bareapi_http_request_duration_seconds histogram\n");
-        for series in 0..series_count {
+        for series in 0..self.routes.len() * METHODS.len() * CLASSES.len() {
             let count = sum(&|s| s.requests[series].load(Ordering::Relaxed));
             if count == 0 {
                 continue;
             }
-            let class = series % CLASSES.len();
-            let method = (series / CLASSES.len()) % METHODS.len();
-            let route = series / (CLASSES.len() * METHODS.len());
-            let labels = format!(
-                "method=\"{}\",route=\"{}\",status=\"{}\"",
-                METHODS[method],
-                escape(self.routes[route]),
-                CLASSES[class]
-            );
+            let labels = self.labels(series);
             let _ = writeln!(out, "bareapi_http_requests_total{{{labels}}} {count}");
             let mut cumulative = 0;
             for (b, bound) in BUCKETS_US.iter().enumerate() {
@@ -175,15 +183,18 @@ impl Metrics {
             let _ = writeln!(hist, "bareapi_http_request_duration_seconds_count{{{labels}}} {count}");
         }
         out.push_str(&hist);
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: i64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
-        };
-        let in_flight: i64 = shards.iter().map(|s| s.in_flight.load(Ordering::Relaxed)).sum();
-        gauge(&mut out, "bareapi_http_requests_in_flight", "Requests being answered.", "gauge", in_flight);
-        let open: i64 = shards.iter().map(|s| s.connections_open.load(Ordering::Relaxed)).sum();
-        gauge(&mut out, "bareapi_http_connections_open", "Client connections open.", "gauge", open);
-        let total = sum(&|s| s.connections_total.load(Ordering::Relaxed));
-        gauge(&mut out, "bareapi_http_connections_total", "Client connections accepted.", "counter", total as i64);
+    }
+
+    /// The label set of series index `series` (`[route][method][class]`).
+    fn labels(&self, series: usize) -> String {
+        let class = series % CLASSES.len();
+        let method = (series / CLASSES.len()) % METHODS.len();
+        let route = series / (CLASSES.len() * METHODS.len());
+        format!("method=\"{}\",route=\"{}\",status=\"{}\"", METHODS[method], escape(self.routes[route]), CLASSES[class])
+    }
+
+    /// One gauge per pool figure, a series per worker's pool.
+    fn render_pools(&self, out: &mut String) {
         let pools: Vec<PoolFigures> =
             self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|p| p()).collect();
         for (name, help, get) in [
@@ -206,13 +217,20 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{pool=\"{worker}\"}} {}", get(figures));
             }
         }
-        let _ = write!(
-            out,
-            "# HELP bareapi_build_info Build information.\n# TYPE bareapi_build_info gauge\nbareapi_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        );
-        out
     }
+}
+
+/// In-flight requests and connections, summed over the shards.
+fn render_connection_gauges(shards: &[Arc<Shard>], out: &mut String) {
+    let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: i64| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    let in_flight: i64 = shards.iter().map(|s| s.in_flight.load(Ordering::Relaxed)).sum();
+    gauge(out, "bareapi_http_requests_in_flight", "Requests being answered.", "gauge", in_flight);
+    let open: i64 = shards.iter().map(|s| s.connections_open.load(Ordering::Relaxed)).sum();
+    gauge(out, "bareapi_http_connections_open", "Client connections open.", "gauge", open);
+    let total: u64 = shards.iter().map(|s| s.connections_total.load(Ordering::Relaxed)).sum();
+    gauge(out, "bareapi_http_connections_total", "Client connections accepted.", "counter", total as i64);
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -226,7 +244,7 @@ mod tests {
 
     #[test]
     fn records_land_in_their_series_and_buckets() {
-        let m = Metrics::new(vec!["/a", "/b/{id}"], "<unmatched>");
+        let m = Metrics::new(vec!["/a", "/b/{id}"]);
         let s1 = m.shard();
         let s2 = m.shard();
         s1.record(0, &Method::GET, 200, Duration::from_micros(80));

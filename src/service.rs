@@ -18,14 +18,11 @@ use http::{HeaderValue, Method, Request, Response, Version};
 
 use crate::app::App;
 use crate::error::AppError;
-use crate::handlers;
+use crate::handlers::{self, Detached, WithRequest, Work};
 use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, stamp};
-use crate::metrics::Shard;
+use crate::metrics::{Shard, UNMATCHED};
 use crate::router::Match;
-
-/// The label of requests that matched no route.
-pub const UNMATCHED: &str = "<unmatched>";
 
 /// Most query parameters a request may carry. The routes read one or two; a flood of them is
 /// refused (400) before any handler scans it.
@@ -41,14 +38,14 @@ fn refuse_early(parts: &Parts, max_header_bytes: usize) -> Option<AppError> {
         return Some(AppError::HeaderTooLarge { limit: max_header_bytes });
     }
     if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
-        return Some(AppError::BadRequest(
+        return Some(AppError::BadHead(
             "Content-Length and Transfer-Encoding together are refused (request smuggling).".to_owned(),
         ));
     }
     if let Some(q) = parts.uri.query()
         && q.bytes().filter(|b| *b == b'&').count() >= MAX_QUERY_PARAMS
     {
-        return Some(AppError::BadRequest(format!("At most {MAX_QUERY_PARAMS} query parameters are accepted.")));
+        return Some(AppError::BadHead(format!("At most {MAX_QUERY_PARAMS} query parameters are accepted.")));
     }
     None
 }
@@ -56,8 +53,7 @@ fn refuse_early(parts: &Parts, max_header_bytes: usize) -> Option<AppError> {
 /// The future of one request: the answer itself when the handler awaits nothing (the
 /// benchmark's /plaintext and /json, health, metrics, every refusal), or the boxed rest of the
 /// work. hyper moves this future into its connection state for every request, so it is kept
-/// to the size of a response; an unboxed service future was 2.4 KiB (the largest handler's
-/// state), and that move showed up as 8% of the CPU time of pipelined /plaintext.
+/// to the size of a response (BENCHMARKS.md, "Behind the defaults").
 pub enum Answer<'a> {
     Ready(Option<Response<Body>>),
     Later(Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>),
@@ -112,40 +108,42 @@ where
     let in_flight = InFlight::new(&app.shard);
     let (parts, body) = req.into_parts();
     let id = request_id::from_request(&parts);
-    let (res, template, route) = match app.router.find(&parts.method, parts.uri.path()) {
-        Match::Found { handler, template, route, .. } => {
-            let res = match refuse_early(&parts, app.ops.max_header_bytes) {
-                Some(e) => {
-                    let mut res = e.into_response(template, Some(&id));
-                    res.headers_mut().insert(CONNECTION, CLOSE);
-                    res
-                }
-                None => match catch_unwind(AssertUnwindSafe(|| handlers::answer_at_once(app, *handler))) {
-                    Ok(Some(outcome)) => outcome.unwrap_or_else(|e| e.into_response(template, Some(&id))),
-                    Ok(None) => {
-                        let pending = Pending { started, id, template, route, _in_flight: in_flight };
-                        return Answer::Later(match handlers::Detached::of(*handler, parts.uri.query()) {
-                            // The head goes now (see `Detached`); only what `finish` reads stays.
-                            Some(work) => Box::pin(answer_detached(app, Head::of(parts), work, pending)),
-                            None => Box::pin(answer_later(app, owned_head(parts), body, pending)),
-                        });
-                    }
-                    Err(panic) => panicked(panic, template, &id),
-                },
+    let (work, template, route) = route(app, &parts);
+    let pending = Pending { started, id, template, route, _in_flight: in_flight };
+    match work {
+        Work::Ready(outcome) => {
+            let res = outcome.unwrap_or_else(|e| e.into_response(template, Some(&pending.id)));
+            Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
+        }
+        // The head goes now (see `Detached`); only what `finish` reads stays.
+        Work::Detached(work) => Answer::Later(Box::pin(answer_detached(app, Head::of(parts), work, pending))),
+        Work::WithRequest(work) => {
+            Answer::Later(Box::pin(answer_with_request(app, owned_head(parts), body, work, pending)))
+        }
+    }
+}
+
+/// Matches the request once and decides its work, with the route's label and metrics slot.
+/// Refusals, 404, 405 and a panic while deciding are all ready answers.
+fn route(app: &App, parts: &Parts) -> (Work, &'static str, usize) {
+    match app.shared.router.find(&parts.method, parts.uri.path()) {
+        Match::Found { handler, params, template, route } => {
+            let work = match refuse_early(parts, app.ops.max_header_bytes) {
+                Some(refusal) => Work::Ready(Err(refusal)),
+                None => catch_unwind(AssertUnwindSafe(|| handlers::plan(app, *handler, parts.uri.query(), &params)))
+                    .unwrap_or_else(|panic| Work::Ready(Err(panicked(panic)))),
             };
-            (res, template, route)
+            (work, template, route)
         }
         Match::MethodNotAllowed { allow, template, route } => {
-            (AppError::MethodNotAllowed { allow: allow.clone() }.into_response(template, None), template, route)
+            (Work::Ready(Err(AppError::MethodNotAllowed { allow: allow.clone() })), template, route)
         }
         Match::NotFound => (
-            AppError::NotFound("No route matches this path.").into_response(UNMATCHED, None),
+            Work::Ready(Err(AppError::NotFound("No route matches this path."))),
             UNMATCHED,
             app.shared.metrics.unmatched(),
         ),
-    };
-    let pending = Pending { started, id, template, route, _in_flight: in_flight };
-    Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
+    }
 }
 
 /// What [`finish`] reads of a detached request: nothing that borrows hyper's read buffer.
@@ -181,32 +179,24 @@ fn owned_head(mut parts: Parts) -> Parts {
 }
 
 /// Runs detached work (the request head already dropped) under the request timeout.
-async fn answer_detached<'a>(
-    app: &'a App,
-    head: Head,
-    work: handlers::Detached,
-    pending: Pending<'a>,
-) -> Response<Body> {
+async fn answer_detached<'a>(app: &'a App, head: Head, work: Detached, pending: Pending<'a>) -> Response<Body> {
     let res = guarded(app, work.run(app), pending.template, &pending.id).await;
     finish(app, &head.method, head.version, res, pending)
 }
 
-/// Runs a handler that awaits (the database, a request body) under the request timeout.
-async fn answer_later<'a, B>(app: &'a App, parts: Parts, body: B, pending: Pending<'a>) -> Response<Body>
+/// Runs a handler that reads its request as it goes under the request timeout.
+async fn answer_with_request<'a, B>(
+    app: &'a App,
+    parts: Parts,
+    body: B,
+    work: WithRequest,
+    pending: Pending<'a>,
+) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Pending { template, ref id, .. } = pending;
-    // Matched again (11-40 ns in benches/router.rs, against microseconds of database work)
-    // because the path parameters borrow from `parts`, which only this future owns; a router
-    // that returned parameter offsets instead of slices would make this second match needless.
-    let res = match app.router.find(&parts.method, parts.uri.path()) {
-        Match::Found { handler, params, .. } => {
-            guarded(app, handlers::dispatch(app, *handler, &parts, body, params), template, id).await
-        }
-        _ => AppError::Internal("route lost between two matches".to_owned()).into_response(template, Some(id)),
-    };
+    let res = guarded(app, work.run(app, &parts, body), pending.template, &pending.id).await;
     finish(app, &parts.method, parts.version, res, pending)
 }
 
@@ -220,20 +210,20 @@ async fn guarded(
     match tokio::time::timeout(app.ops.request_timeout, AssertUnwindSafe(run).catch_unwind()).await {
         Ok(Ok(Ok(res))) => res,
         Ok(Ok(Err(e))) => e.into_response(template, Some(id)),
-        Ok(Err(panic)) => panicked(panic, template, id),
+        Ok(Err(panic)) => panicked(panic).into_response(template, Some(id)),
         Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, Some(id)),
     }
 }
 
 /// A panicking handler answers 500 for its own request; the connection, the worker and the
 /// process carry on (release builds keep panic = "unwind" for this).
-fn panicked(panic: Box<dyn Any + Send>, template: &'static str, id: &HeaderValue) -> Response<Body> {
+fn panicked(panic: Box<dyn Any + Send>) -> AppError {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
-    AppError::Internal(format!("handler panicked: {what}")).into_response(template, Some(id))
+    AppError::Internal(format!("handler panicked: {what}"))
 }
 
 /// Stamps the response headers every answer carries and records the request.

@@ -1,17 +1,17 @@
 //! Property tests: arbitrary paths, query strings, headers and JSON bodies fed to the router and
 //! the parsers never panic, and what they accept obeys their rules.
 
-use bareapi::handlers::{self, Endpoint};
 use bareapi::http::compression::accepts_gzip;
 use bareapi::http::json_in::{Fields, parse_object};
 use bareapi::http::query::{param, query_count};
 use bareapi::router::{Match, Router};
+use bareapi::routes::{self, Endpoint};
 use bareapi::validation;
 use http::{HeaderValue, Method};
 use proptest::prelude::*;
 
 fn router() -> Router<Endpoint> {
-    handlers::router().expect("the route table builds")
+    routes::router().expect("the route table builds")
 }
 
 fn methods() -> impl Strategy<Value = Method> {

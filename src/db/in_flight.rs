@@ -11,14 +11,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The budget's limit per connection: a request takes what is left under it, and a batch of
-/// `world::BATCH` even when nothing is (so the total may pass it under load). Measured on /queries?queries=20 at 64 connections with the default three
-/// shared connections, alternating rounds against unbounded pipelining (1 280 in flight, peak
-/// RSS 12.0-12.5 MiB): fixed batches of 10 reached 10.1-10.4 MiB at 0.91-1.04x the requests/s
-/// (median 0.96) but made a quiet worker send a large request ten statements at a time
-/// (/queries?queries=500 from one client: 3.95 -> 5.75 ms); batches of 5, 9.6 MiB at -7 to
-/// -14%; this budget (192 on three connections) 10.4-10.8 MiB at 0.88-0.99x (median 0.96), with a
-/// quiet worker's latency unchanged (4.05 ms). A budget of 214 a connection, or one batch
-/// sized to the room left (rather than several of 10), kept 11.6-12.2 MiB.
+/// `world::BATCH` even when nothing is (so the total may pass it under load). Chosen against
+/// fixed batches and other limits by peak RSS, throughput and a quiet worker's latency
+/// (BENCHMARKS.md, "Behind the defaults").
 pub const STATEMENTS_PER_CONNECTION: usize = 64;
 
 /// A shared count of statements in flight, against a limit.

@@ -1,7 +1,9 @@
 //! The `sessions` table: login sessions, keyed by the SHA-256 of their token.
 
 use super::{DbError, PreparedClient};
-use crate::auth::TokenHash;
+
+/// A session token's SHA-256, the only form in which tokens are stored.
+pub type TokenHash = [u8; 32];
 
 /// Expiry is computed by PostgreSQL so that one clock decides validity.
 pub const INSERT: &str = "INSERT INTO sessions (token_hash, user_id, expires_at) \

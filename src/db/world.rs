@@ -36,9 +36,8 @@ pub async fn query_world(db: &PreparedClient, id: i32) -> Result<World, DbError>
     Ok(World { id: row.try_get(0)?, random_number: row.try_get(1)? })
 }
 
-/// Statements a request sends together at least, when the budget is spent: with batches of
-/// this many, /queries?queries=20 served a median 0.96x the requests/s of unbounded
-/// pipelining (see [`super::in_flight`]).
+/// Statements a request sends together at least, when the budget is spent (see
+/// [`super::in_flight`]).
 pub const BATCH: usize = 10;
 
 /// One statement per row (the published rules forbid `IN (...)`), pipelined on the connection
@@ -46,8 +45,7 @@ pub const BATCH: usize = 10;
 /// allows (all of them on a quiet worker, at least [`BATCH`]) and awaits them all.
 ///
 /// A round is several joined batches of [`BATCH`] rather than one join of its size: every
-/// batch's allocation is then of one size; one array sized to the room left measured
-/// 0.1-0.6 MiB more peak RSS at the same budget (mimalloc keeps pages per size class).
+/// batch's allocation is then of one size, which mimalloc (pages per size class) reuses best.
 pub async fn query_worlds(
     db: &PreparedClient,
     mut ids: impl ExactSizeIterator<Item = i32>,
@@ -78,9 +76,8 @@ pub async fn update_worlds(db: &PreparedClient, worlds: &[World]) -> Result<(), 
 }
 
 /// Every row, for filling the cache of `/cached-queries`: handed to `each` as they arrive, so
-/// the 10 000 rows are never all held at once (collected as a `Vec<Row>` first, they set the
-/// process's start-up peak: 9.0 MiB resident against 6.8 MiB streamed). Returns how many rows
-/// there were.
+/// the 10 000 rows are never all held at once (collected first, they set the process's
+/// start-up peak memory). Returns how many rows there were.
 pub async fn for_each_world(client: &tokio_postgres::Client, mut each: impl FnMut(World)) -> Result<usize, DbError> {
     let rows = client.query_raw(SELECT_ALL, std::iter::empty::<i32>()).await?;
     let mut rows = std::pin::pin!(rows);

@@ -15,7 +15,7 @@ pub fn openapi() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::ROUTES;
+    use crate::routes::ROUTES;
 
     /// The document parses and describes exactly the routes of the table.
     #[test]

@@ -17,8 +17,12 @@ pub fn panic() -> Result<Response<Body>, AppError> {
     panic!("test hook: deliberate panic");
 }
 
-pub async fn sleep(query: Option<&str>) -> Result<Response<Body>, AppError> {
-    let ms = param(query, "ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(100).min(MAX_SLEEP_MS);
+/// `?ms=`: how long to sleep (100 ms when absent, at most a minute).
+pub fn sleep_ms(query: Option<&str>) -> u64 {
+    param(query, "ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(100).min(MAX_SLEEP_MS)
+}
+
+pub async fn sleep(ms: u64) -> Result<Response<Body>, AppError> {
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok(response(StatusCode::OK, TEXT_PLAIN, Bytes::from(format!("slept {ms} ms"))))
 }

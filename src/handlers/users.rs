@@ -11,12 +11,12 @@ use crate::app::App;
 use crate::auth;
 use crate::db::users::{self, User, UserChanges};
 use crate::db::{DbError, PreparedClient, sessions};
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 use crate::http::body::read_json;
 use crate::http::json_in::{Fields, parse_object};
 use crate::http::negotiate::{Cacheable, api_json};
 use crate::http::query::param;
-use crate::http::{Body, to_json};
+use crate::http::{Body, FieldError, to_json};
 use crate::router::Params;
 use crate::validation;
 
@@ -35,7 +35,7 @@ pub async fn authenticate(db: &PreparedClient, parts: &Parts) -> Result<i64, App
 }
 
 /// The `{id}` path parameter: a positive integer, else 400.
-fn path_id(params: &Params<'_>) -> Result<i64, AppError> {
+pub fn path_id(params: &Params<'_>) -> Result<i64, AppError> {
     match params.get("id").and_then(|raw| raw.parse::<i64>().ok()) {
         Some(id) if id > 0 => Ok(id),
         _ => Err(AppError::Validation(vec![FieldError::new("id", "must be a positive integer")])),
@@ -80,8 +80,7 @@ fn conflict_on_email(e: DbError) -> AppError {
 }
 
 /// `GET /api/users/{id}`: any signed-in user may read any user.
-pub async fn get(app: &App, parts: &Parts, params: Params<'_>) -> Result<Response<Body>, AppError> {
-    let id = path_id(&params)?;
+pub async fn get(app: &App, parts: &Parts, id: i64) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
     // The session check and the read are independent: both statements go out together.
     let (who, user) = futures_util::try_join!(authenticate(&lease, parts), async {
@@ -93,12 +92,11 @@ pub async fn get(app: &App, parts: &Parts, params: Params<'_>) -> Result<Respons
 }
 
 /// `PATCH /api/users/{id}`: `{email?, name?, password?}`, only on one's own account.
-pub async fn patch<B>(app: &App, parts: &Parts, body: B, params: Params<'_>) -> Result<Response<Body>, AppError>
+pub async fn patch<B>(app: &App, parts: &Parts, body: B, id: i64) -> Result<Response<Body>, AppError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let id = path_id(&params)?;
     let lease = app.db.lease().await?;
     let me = authenticate(&lease, parts).await?;
     if me != id {
@@ -130,8 +128,7 @@ where
 }
 
 /// `DELETE /api/users/{id}`: only one's own account; its sessions go with it.
-pub async fn delete(app: &App, parts: &Parts, params: Params<'_>) -> Result<Response<Body>, AppError> {
-    let id = path_id(&params)?;
+pub async fn delete(app: &App, parts: &Parts, id: i64) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
     let me = authenticate(&lease, parts).await?;
     if me != id {
@@ -165,43 +162,61 @@ struct Page<'a> {
 /// `GET /api/users?limit=&after=` (a page in id order).
 pub async fn list(app: &App, parts: &Parts) -> Result<Response<Body>, AppError> {
     let query = parts.uri.query();
-    if let Some(raw) = param(query, "ids") {
-        if param(query, "limit").is_some() || param(query, "after").is_some() {
-            return Err(AppError::Validation(vec![FieldError::new("ids", "cannot be combined with limit or after")]));
-        }
-        let ids = parse_ids(raw)?;
-        let lease = app.db.lease().await?;
-        let (_, found) = futures_util::try_join!(authenticate(&lease, parts), async {
-            users::find_users_by_ids(&lease, &ids).await.map_err(AppError::from)
-        })?;
-        let ordered: Vec<&User> = ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).collect();
-        let body = to_json(&Batch { items: &ordered }, USER_JSON_BYTES * ordered.len() + 16)?;
-        return Ok(api_json(parts, StatusCode::OK, body, Cacheable::Revalidate));
+    match param(query, "ids") {
+        Some(raw) => batch(app, parts, raw).await,
+        None => page(app, parts, page_bounds(query)?).await,
     }
+}
+
+/// The users named by `ids=`, in the order asked.
+async fn batch(app: &App, parts: &Parts, raw_ids: &str) -> Result<Response<Body>, AppError> {
+    let query = parts.uri.query();
+    if param(query, "limit").is_some() || param(query, "after").is_some() {
+        return Err(AppError::Validation(vec![FieldError::new("ids", "cannot be combined with limit or after")]));
+    }
+    let ids = parse_ids(raw_ids)?;
+    let lease = app.db.lease().await?;
+    let (_, found) = futures_util::try_join!(authenticate(&lease, parts), async {
+        users::find_users_by_ids(&lease, &ids).await.map_err(AppError::from)
+    })?;
+    let ordered: Vec<&User> = ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).collect();
+    let body = to_json(&Batch { items: &ordered }, USER_JSON_BYTES * ordered.len() + 16)?;
+    Ok(api_json(parts, StatusCode::OK, body, Cacheable::Revalidate))
+}
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageBounds {
+    /// The id the page starts after (a previous page's `next`, or 0).
+    after: i64,
+    limit: i64,
+}
+
+/// `limit=` (1..=100, default 20) and `after=` (a cursor, default 0); both reported when bad.
+fn page_bounds(query: Option<&str>) -> Result<PageBounds, AppError> {
     let mut errors = Vec::new();
-    let limit = match param(query, "limit") {
+    let limit = match param(query, "limit").map(str::parse::<i64>) {
         None => DEFAULT_PAGE_LIMIT,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new("limit", "must be an integer from 1 to 100"));
-                0
-            }
-        },
+        Some(Ok(n)) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("limit", "must be an integer from 1 to 100"));
+            0
+        }
     };
-    let after = match param(query, "after") {
+    let after = match param(query, "after").map(str::parse::<i64>) {
         None => 0,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if n >= 0 => n,
-            _ => {
-                errors.push(FieldError::new("after", "must be a cursor from a previous page's next"));
-                0
-            }
-        },
+        Some(Ok(n)) if n >= 0 => n,
+        Some(_) => {
+            errors.push(FieldError::new("after", "must be a cursor from a previous page's next"));
+            0
+        }
     };
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
+    if errors.is_empty() { Ok(PageBounds { after, limit }) } else { Err(AppError::Validation(errors)) }
+}
+
+/// One page of users in id order, with the cursor of the next one.
+async fn page(app: &App, parts: &Parts, bounds: PageBounds) -> Result<Response<Body>, AppError> {
+    let PageBounds { after, limit } = bounds;
     let lease = app.db.lease().await?;
     let (_, mut rows) = futures_util::try_join!(authenticate(&lease, parts), async {
         users::users_page(&lease, after, limit + 1).await.map_err(AppError::from)
@@ -243,6 +258,20 @@ fn parse_ids(raw: &str) -> Result<Vec<i64>, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_bounds_default_and_report_every_bad_value() {
+        assert_eq!(page_bounds(None).unwrap(), PageBounds { after: 0, limit: DEFAULT_PAGE_LIMIT });
+        assert_eq!(page_bounds(Some("limit=100&after=7")).unwrap(), PageBounds { after: 7, limit: 100 });
+        assert_eq!(page_bounds(Some("limit=1")).unwrap(), PageBounds { after: 0, limit: 1 });
+        for bad in ["limit=0", "limit=101", "limit=x", "limit=", "after=-1", "after=y"] {
+            assert!(matches!(page_bounds(Some(bad)), Err(AppError::Validation(e)) if e.len() == 1), "{bad}");
+        }
+        match page_bounds(Some("limit=0&after=z")) {
+            Err(AppError::Validation(e)) => assert_eq!(e.len(), 2, "both are reported"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn batch_ids_are_bounded_and_numeric() {

@@ -8,11 +8,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::error::AppError;
-
-/// Largest request body accepted, in bytes. A users API body is a few hundred bytes; 1 MiB
-/// leaves room for batch bodies while bounding the memory one request can pin.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+use super::RequestError;
 
 /// True when `Content-Type` is `application/json` or `application/*+json`, parameters allowed.
 pub fn is_json_content_type(parts: &Parts) -> bool {
@@ -28,25 +24,25 @@ pub fn is_json_content_type(parts: &Parts) -> bool {
 
 /// Reads a JSON request body of at most `limit` bytes into a mutable buffer (simd-json parses in
 /// place). 415 for another content type, 413 past the limit, 400 if the body cannot be read.
-pub async fn read_json<B>(parts: &Parts, body: B, limit: usize) -> Result<Vec<u8>, AppError>
+pub async fn read_json<B>(parts: &Parts, body: B, limit: usize) -> Result<Vec<u8>, RequestError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !is_json_content_type(parts) {
-        return Err(AppError::UnsupportedMediaType);
+        return Err(RequestError::NotJson);
     }
     if let Some(len) =
         parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
-        return Err(AppError::PayloadTooLarge { limit });
+        return Err(RequestError::TooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {
         // Vec::from(Bytes) reuses the buffer when the body arrived in one piece.
         Ok(collected) => Ok(Vec::from(collected.to_bytes())),
-        Err(e) if e.is::<LengthLimitError>() => Err(AppError::PayloadTooLarge { limit }),
-        Err(e) => Err(AppError::BadRequest(format!("could not read the request body: {e}"))),
+        Err(e) if e.is::<LengthLimitError>() => Err(RequestError::TooLarge { limit }),
+        Err(e) => Err(RequestError::Malformed(format!("could not read the request body: {e}"))),
     }
 }
 
@@ -83,14 +79,14 @@ mod tests {
             futures::executor::block_on(read_json(&p, Full::new(Bytes::from_static(body)), limit))
         };
         assert_eq!(run(parts(Some("application/json"), None), b"{}", 10).unwrap(), b"{}");
-        assert!(matches!(run(parts(Some("text/plain"), None), b"{}", 10), Err(AppError::UnsupportedMediaType)));
+        assert!(matches!(run(parts(Some("text/plain"), None), b"{}", 10), Err(RequestError::NotJson)));
         assert!(matches!(
             run(parts(Some("application/json"), Some("11")), b"{}", 10),
-            Err(AppError::PayloadTooLarge { .. })
+            Err(RequestError::TooLarge { .. })
         ));
         assert!(matches!(
             run(parts(Some("application/json"), None), b"{\"a\":\"0123456789\"}", 10),
-            Err(AppError::PayloadTooLarge { .. })
+            Err(RequestError::TooLarge { .. })
         ));
     }
 }

@@ -6,17 +6,17 @@
 use simd_json::BorrowedValue;
 use simd_json::borrowed::Object;
 
-use crate::error::{AppError, FieldError};
+use super::{FieldError, RequestError};
 
 /// Parses `buf` (rewritten in place) into a JSON object.
-pub fn parse_object(buf: &mut [u8]) -> Result<Box<Object<'_>>, AppError> {
+pub fn parse_object(buf: &mut [u8]) -> Result<Box<Object<'_>>, RequestError> {
     if buf.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::BadRequest("the request body is empty; a JSON object is expected".to_owned()));
+        return Err(RequestError::Malformed("the request body is empty; a JSON object is expected".to_owned()));
     }
     match simd_json::to_borrowed_value(buf) {
         Ok(BorrowedValue::Object(obj)) => Ok(obj),
-        Ok(_) => Err(AppError::BadRequest("the request body must be a JSON object".to_owned())),
-        Err(e) => Err(AppError::BadRequest(format!("malformed JSON: {e}"))),
+        Ok(_) => Err(RequestError::Malformed("the request body must be a JSON object".to_owned())),
+        Err(e) => Err(RequestError::Malformed(format!("malformed JSON: {e}"))),
     }
 }
 
@@ -89,8 +89,8 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 
     /// `Ok` when no problem was recorded, else the 400 listing all of them.
-    pub fn finish(self) -> Result<(), AppError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(AppError::Validation(self.errors)) }
+    pub fn finish(self) -> Result<(), RequestError> {
+        if self.errors.is_empty() { Ok(()) } else { Err(RequestError::Invalid(self.errors)) }
     }
 }
 
@@ -98,7 +98,7 @@ impl<'a, 'v> Fields<'a, 'v> {
 mod tests {
     use super::*;
 
-    fn fields_of(body: &str, known: &[&str], f: impl FnOnce(&mut Fields<'_, '_>)) -> Result<(), AppError> {
+    fn fields_of(body: &str, known: &[&str], f: impl FnOnce(&mut Fields<'_, '_>)) -> Result<(), RequestError> {
         let mut buf = body.as_bytes().to_vec();
         let obj = parse_object(&mut buf)?;
         let mut fields = Fields::new(&obj, known);
@@ -106,9 +106,9 @@ mod tests {
         fields.finish()
     }
 
-    fn field_names(r: Result<(), AppError>) -> Vec<String> {
+    fn field_names(r: Result<(), RequestError>) -> Vec<String> {
         match r {
-            Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(RequestError::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected validation errors, got {other:?}"),
         }
     }
@@ -141,7 +141,7 @@ mod tests {
     fn malformed_and_non_object_bodies_are_bad_requests() {
         for body in ["", "   ", "{", "[1,2]", "\"x\"", "{\"a\":}", "nul", "{\"a\":1}x"] {
             let mut buf = body.as_bytes().to_vec();
-            assert!(matches!(parse_object(&mut buf), Err(AppError::BadRequest(_))), "{body:?}");
+            assert!(matches!(parse_object(&mut buf), Err(RequestError::Malformed(_))), "{body:?}");
         }
     }
 
@@ -149,6 +149,6 @@ mod tests {
     fn deep_nesting_is_refused_not_overflowed() {
         let body = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
         let mut buf = body.into_bytes();
-        assert!(matches!(parse_object(&mut buf), Err(AppError::BadRequest(_))));
+        assert!(matches!(parse_object(&mut buf), Err(RequestError::Malformed(_))));
     }
 }

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by every handler: the one body type, static header values, response
-//! builders and JSON output.
+//! builders, JSON output, and [`RequestError`], what this layer refuses while reading a request.
 
 pub mod body;
 pub mod caching;
@@ -15,6 +15,33 @@ use http::header::{CONTENT_TYPE, SERVER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+
+/// One failing field of a request body or query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: &str) -> Self {
+        FieldError { field: field.to_owned(), message: message.to_owned() }
+    }
+}
+
+/// What this layer refuses while reading a request (its body, its JSON fields). It becomes a
+/// response in one place, through `error::AppError`.
+#[derive(Debug)]
+pub enum RequestError {
+    /// The body is not JSON (415).
+    NotJson,
+    /// The body is over `limit` bytes (413).
+    TooLarge { limit: usize },
+    /// The request cannot be read or parsed; the message is safe to show the client (400).
+    Malformed(String),
+    /// Fields failed; every one is listed (400).
+    Invalid(Vec<FieldError>),
+}
 
 /// The body type of every response: bodies are produced whole, so their length is known and
 /// hyper writes `Content-Length`.

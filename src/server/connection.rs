@@ -19,27 +19,78 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
-
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::app::App;
+use crate::config::{DEFAULT_MAX_HEADERS, HttpSettings};
 use crate::error::problem_json;
-use crate::server::shutdown::{Phase, reached};
+use crate::server::runtime::Worker;
+use crate::server::timer::LazyTimer;
 use crate::service;
+use crate::shutdown::{Phase, reached};
 
-/// Keeps the connection gauge right however the connection task ends (even if it is dropped
-/// at the drain deadline).
-struct Open<'a> {
-    app: &'a App,
+/// The connection builders of one worker, built once from the settings;
+/// [`serve`] borrows them for each accepted connection.
+pub struct Protocols {
+    http1: http1::Builder,
+    /// Set when HTTP/2 (prior knowledge) is enabled: serves HTTP/1.1 and h2c on one port.
+    auto: Option<auto::Builder<TokioExecutor>>,
 }
 
-impl Drop for Open<'_> {
+/// The HTTP/1 settings both builders share, applied alike to hyper's HTTP/1 builder and to the
+/// HTTP/1 side of hyper-util's auto builder (two types with the same methods). The head-size
+/// limit is set apart: only hyper's own builder has `max_header_size`.
+macro_rules! configure_http1 {
+    ($builder:expr, $http:expr) => {{
+        let (b, http): (_, &HttpSettings) = ($builder, $http);
+        // hyper parses up to 100 headers on the stack; setting any limit moves parsing to the
+        // heap (an allocation per request), so the limit is set only when it differs.
+        if http.max_headers != DEFAULT_MAX_HEADERS {
+            b.max_headers(http.max_headers);
+        }
+        b.timer(LazyTimer)
+            .header_read_timeout(http.header_read_timeout)
+            .keep_alive(true)
+            // Pipelined requests: answers are gathered and flushed together.
+            .pipeline_flush(true);
+    }};
+}
+
+impl Protocols {
+    pub fn new(http: &HttpSettings) -> Self {
+        let mut http1 = http1::Builder::new();
+        configure_http1!(&mut http1, http);
+        // An exact bound on the head: past it, 431 (tests/limits.rs).
+        http1.max_header_size(http.max_head_bytes);
+        let auto = http.http2.then(|| {
+            let mut b = auto::Builder::new(TokioExecutor::new());
+            configure_http1!(&mut b.http1(), http);
+            // The auto builder's only bound is its read buffer's, which a head may pass by up
+            // to one read before hyper answers 431.
+            b.http1().max_buf_size(http.max_head_bytes);
+            b.http2().timer(TokioTimer::new());
+            b
+        });
+        Protocols { http1, auto }
+    }
+}
+
+/// Keeps the connection gauge right however the connection task ends (even if it is dropped
+/// at the drain deadline), and wakes the drain when the worker's last connection ends.
+struct Open {
+    worker: &'static Worker,
+}
+
+impl Drop for Open {
     fn drop(&mut self) {
-        self.app.shard.connections_open.fetch_sub(1, Ordering::Relaxed);
+        if self.worker.app.shard.connections_open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.worker.idle.notify_waiters();
+        }
     }
 }
 
@@ -87,10 +138,11 @@ const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 /// Serves `stream` until the client or shutdown ends it. `_permit` holds this connection's
 /// place under the worker's connection limit (`None` for the few accepted from the backlog
 /// after shutdown began, see runtime.rs).
-pub async fn serve(stream: TcpStream, app: &'static App, _permit: Option<OwnedSemaphorePermit>) {
+pub async fn serve(stream: TcpStream, worker: &'static Worker, _permit: Option<OwnedSemaphorePermit>) {
+    let app = &worker.app;
     app.shard.connections_total.fetch_add(1, Ordering::Relaxed);
     app.shard.connections_open.fetch_add(1, Ordering::Relaxed);
-    let _open = Open { app };
+    let _open = Open { worker };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }
@@ -121,26 +173,33 @@ pub async fn serve(stream: TcpStream, app: &'static App, _permit: Option<OwnedSe
             }
         }};
     }
-    let result = match &app.auto {
+    let result = match &worker.protocols.auto {
         Some(auto) => until_done_or_shutdown!(auto.serve_connection(io, svc)),
-        None => until_done_or_shutdown!(app.http1.serve_connection(io, svc)).map_err(Into::into),
+        None => until_done_or_shutdown!(worker.protocols.http1.serve_connection(io, svc)).map_err(Into::into),
     };
     if let Err(e) = result {
         // Client resets, header timeouts and malformed requests end here; none is the server's fault.
         tracing::debug!(error = %e, "connection ended with an error");
-        let parse_error = e.downcast_ref::<hyper::Error>().filter(|h| h.is_parse() || h.is_parse_too_large());
-        if let (Some(err), Some(socket)) = (parse_error, spare) {
-            let (status, detail) = if err.is_parse_too_large() {
-                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "The request head is too large or has too many headers.")
-            } else {
-                (StatusCode::BAD_REQUEST, "The request is malformed HTTP/1.1.")
-            };
-            let mut socket = std::net::TcpStream::from(socket);
-            // A small write into an idle socket's buffer completes at once; if it cannot, the
-            // client gets the close alone.
-            let _ = socket.write_all(&raw_problem(status, detail));
+        if let (Some(err), Some(socket)) = (e.downcast_ref::<hyper::Error>(), spare) {
+            answer_unparsable(err, socket);
         }
     }
+}
+
+/// Writes the 400 or 431 hyper queued but did not flush for a request it could not parse
+/// (see the module doc); other errors get the close alone.
+fn answer_unparsable(err: &hyper::Error, socket: socket2::Socket) {
+    let (status, detail) = if err.is_parse_too_large() {
+        (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "The request head is too large or has too many headers.")
+    } else if err.is_parse() {
+        (StatusCode::BAD_REQUEST, "The request is malformed HTTP/1.1.")
+    } else {
+        return;
+    };
+    let mut socket = std::net::TcpStream::from(socket);
+    // A small write into an idle socket's buffer completes at once; if it cannot, the client
+    // gets the close alone.
+    let _ = socket.write_all(&raw_problem(status, detail));
 }
 
 /// A complete `Connection: close` problem response as bytes, for writing without hyper.

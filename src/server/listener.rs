@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::RuntimeMode;
+
 /// Binds a non-blocking listener. With `reuse_port`, several listeners (one per worker, or a
 /// new process during a restart) can bind the same address; the kernel spreads connections.
 pub fn bind(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<std::net::TcpListener> {
@@ -32,6 +34,32 @@ pub fn bind_reuseport_group(addr: SocketAddr, backlog: u32, count: usize) -> io:
         all.push(bind(bound, backlog, true)?);
     }
     Ok(all)
+}
+
+/// The listening sockets the server runs on, bound before it starts (see [`bind_for`]).
+pub enum Listeners {
+    /// One `SO_REUSEPORT` listener per worker.
+    PerCore(Vec<std::net::TcpListener>),
+    /// One listener for the multi-thread runtime.
+    MultiThread(std::net::TcpListener),
+}
+
+impl Listeners {
+    /// The address bound (with port 0, the port the kernel picked).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listeners::PerCore(all) => all.first().ok_or_else(|| io::Error::other("no listener"))?.local_addr(),
+            Listeners::MultiThread(one) => one.local_addr(),
+        }
+    }
+}
+
+/// Binds what the runtime layout needs: a listener per worker (per-core) or one.
+pub fn bind_for(runtime: RuntimeMode, addr: SocketAddr, backlog: u32, workers: usize) -> io::Result<Listeners> {
+    Ok(match runtime {
+        RuntimeMode::PerCore => Listeners::PerCore(bind_reuseport_group(addr, backlog, workers)?),
+        RuntimeMode::MultiThread => Listeners::MultiThread(bind(addr, backlog, true)?),
+    })
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
-//! Server start-up as a chain of small named steps: prepare the database (migrations, cache
-//! fill) → bind listeners → start workers → wait for a shutdown signal.
+//! Server start-up as a chain of small named steps: bind listeners ([`listener::bind_for`]),
+//! then [`run`]: prepare the database (migrations, cache fill) → start workers → wait for the
+//! shutdown future → drain.
 
 pub mod connection;
 pub mod listener;
 pub mod runtime;
-pub mod shutdown;
 pub mod timer;
 
 use std::sync::Arc;
 
-use crate::app::{HttpSettings, OpsSettings, Shared, UsersSettings};
+use crate::app::Shared;
 use crate::cache::WorldCache;
 use crate::config::{DbConfig, RuntimeMode, ServerConfig};
 use crate::db::{budget, migrate, pool::pg_config};
+use listener::Listeners;
 use runtime::WorkerSetup;
 
 /// Connects one plain client (not pooled) for start-up work. The whole handshake is bounded by
@@ -95,85 +96,95 @@ async fn check_connection_budget(cfg: &ServerConfig, client: &tokio_postgres::Cl
     Ok(())
 }
 
-/// Hands the memory start-up used and freed (the world cache's 10 000 rows as they came off
-/// the wire, migrations) back to the OS. The binary's allocator is
-/// mimalloc (main.rs), which otherwise keeps freed pages of a thread's heap until that thread
-/// allocates again, and this thread then only waits for a signal: 1.8 MiB of an idle
-/// process's 4.8 MiB of anonymous memory. Without mimalloc as the allocator this is a no-op.
+/// Hands the memory start-up used and freed (the world cache's rows as they came off the wire,
+/// migrations) back to the OS: mimalloc otherwise keeps freed pages of a thread's heap until
+/// that thread allocates again, and this thread then only waits for the shutdown signal.
 fn release_start_up_memory() {
     // SAFETY: mi_collect only walks and trims mimalloc's own heaps; it takes no pointers.
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains it (see [`shutdown`]) and returns.
-pub fn run(cfg: ServerConfig) -> Result<(), String> {
+/// Runs the server on `listeners` until `shutdown` resolves, then drains it (see
+/// [`crate::shutdown`]) and returns. The binary passes [`shutdown_signal`]; tests pass their own
+/// future.
+pub fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let control = control_runtime()?;
     let shared = Arc::new(Shared::new().map_err(|e| e.to_string())?);
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
     release_start_up_memory();
-
-    let setup = WorkerSetup {
-        db: cfg.db.clone(),
-        shared: Arc::clone(&shared),
-        http: HttpSettings {
-            header_read_timeout: cfg.header_read_timeout,
-            http2: cfg.http2,
-            max_head_bytes: cfg.max_head_bytes,
-            max_headers: cfg.max_headers,
-        },
-        users: UsersSettings { session_ttl: cfg.session_ttl, max_body_bytes: cfg.max_body_bytes },
-        ops: OpsSettings {
-            max_header_bytes: cfg.max_header_bytes,
-            request_timeout: cfg.request_timeout,
-            max_connections: cfg.max_connections,
-            drain_timeout: cfg.drain_timeout,
-            access_log: cfg.access_log,
-            record_metrics: cfg.metrics,
-        },
+    let addr = listeners.local_addr().map_err(|e| e.to_string())?;
+    let running = start_workers(&cfg, listeners, &shared)?;
+    let layout = match cfg.runtime {
+        RuntimeMode::PerCore => "per-core",
+        RuntimeMode::MultiThread => "multi-thread",
     };
-    let mut workers = Vec::new();
-    let mut multi = None;
-    match cfg.runtime {
-        RuntimeMode::PerCore => {
-            let listeners = listener::bind_reuseport_group(cfg.listen, cfg.backlog, cfg.workers)
-                .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
-            let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
-            let cores = if cfg.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
-            for (i, l) in listeners.into_iter().enumerate() {
-                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-                workers.push(
-                    runtime::spawn_per_core_worker(i, l, setup.clone(), core)
-                        .map_err(|e| format!("starting worker {i}: {e}"))?,
-                );
-            }
-            tracing::info!(%addr, workers = cfg.workers, runtime = "per-core", "listening");
-        }
-        RuntimeMode::MultiThread => {
-            let l =
-                listener::bind(cfg.listen, cfg.backlog, true).map_err(|e| format!("binding {}: {e}", cfg.listen))?;
-            let addr = l.local_addr().map_err(|e| e.to_string())?;
-            multi = Some(runtime::start_multi_thread(cfg.workers, l, setup)?);
-            tracing::info!(%addr, workers = cfg.workers, runtime = "multi-thread", "listening");
-        }
-    }
-    control.block_on(shutdown_signal())?;
-    tracing::info!(drain_timeout = ?cfg.drain_timeout, "shutdown signal received; draining");
+    tracing::info!(%addr, workers = cfg.workers, runtime = layout, "listening");
+    control.block_on(shutdown);
+    tracing::info!(drain_timeout = ?cfg.ops.drain_timeout, "shutdown signal received; draining");
     shared.shutdown.begin();
-    for worker in workers {
-        if worker.join().is_err() {
-            tracing::error!("a worker thread panicked while draining");
-        }
-    }
-    if let Some((rt, done)) = multi {
-        let _ = rt.block_on(done);
-        rt.shutdown_timeout(std::time::Duration::from_millis(100));
-    }
+    running.join();
     tracing::info!("drained; exiting");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() -> Result<(), String> {
+/// The workers of either runtime layout, until they have drained.
+enum Running {
+    PerCore(Vec<std::thread::JoinHandle<()>>),
+    MultiThread(tokio::runtime::Runtime, tokio::task::JoinHandle<()>),
+}
+
+impl Running {
+    /// Waits for every worker to drain (the drain deadline bounds it).
+    fn join(self) {
+        match self {
+            Running::PerCore(threads) => {
+                for thread in threads {
+                    if thread.join().is_err() {
+                        tracing::error!("a worker thread panicked while draining");
+                    }
+                }
+            }
+            Running::MultiThread(rt, done) => {
+                let _ = rt.block_on(done);
+                rt.shutdown_timeout(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Starts the workers serving `listeners`.
+fn start_workers(cfg: &ServerConfig, listeners: Listeners, shared: &Arc<Shared>) -> Result<Running, String> {
+    let setup =
+        WorkerSetup { db: cfg.db.clone(), shared: Arc::clone(shared), http: cfg.http, users: cfg.users, ops: cfg.ops };
+    match listeners {
+        Listeners::PerCore(listeners) => {
+            let cores = if cfg.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+            let mut threads = Vec::with_capacity(listeners.len());
+            for (i, l) in listeners.into_iter().enumerate() {
+                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+                threads.push(
+                    runtime::spawn_per_core_worker(i, l, setup.clone(), core)
+                        .map_err(|e| format!("starting worker {i}: {e}"))?,
+                );
+            }
+            Ok(Running::PerCore(threads))
+        }
+        Listeners::MultiThread(l) => {
+            let (rt, done) = runtime::start_multi_thread(cfg.workers, l, setup)?;
+            Ok(Running::MultiThread(rt, done))
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (or at once, with the error logged, if neither handler can be
+/// installed: a server that cannot be stopped cleanly should not keep running).
+pub async fn shutdown_signal() {
+    if let Err(e) = wait_for_signal().await {
+        tracing::error!(error = %e, "cannot watch for shutdown signals");
+    }
+}
+
+async fn wait_for_signal() -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     tokio::select! {

@@ -1,21 +1,22 @@
 //! The two runtime layouts. Per-core: one OS thread per worker, each running a current-thread
-//! tokio runtime with its own listener and its own [`App`]. Multi-thread: one work-stealing
-//! runtime, one listener, one [`App`]. Both run the same accept loop, service and drain.
+//! tokio runtime with its own listener and its own [`Worker`]. Multi-thread: one work-stealing
+//! runtime, one listener, one [`Worker`]. Both run the same accept loop, service and drain.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::app::{App, HttpSettings, OpsSettings, Shared, UsersSettings};
-use crate::config::DbConfig;
+use crate::app::{App, Shared};
+use crate::config::{DbConfig, HttpSettings, OpsSettings, UsersSettings};
 use crate::db::Db;
 use crate::metrics::PoolFigures;
-use crate::server::connection;
-use crate::server::shutdown::{Phase, reached};
+use crate::server::connection::{self, Protocols};
+use crate::shutdown::{Phase, reached};
 
-/// What every worker needs to build its [`App`].
+/// What every worker needs to build its [`Worker`].
 #[derive(Clone)]
 pub struct WorkerSetup {
     pub db: DbConfig,
@@ -25,17 +26,33 @@ pub struct WorkerSetup {
     pub ops: OpsSettings,
 }
 
-/// Builds an [`App`] for the process's lifetime. Leaked on purpose: connection tasks borrow it
-/// as `&'static` instead of cloning an `Arc` per request, and it lives until the process exits.
-fn leak_app(
+/// One worker: the [`App`] its requests run against and what serving connections takes.
+pub struct Worker {
+    pub app: App,
+    pub protocols: Protocols,
+    /// Bounds the connections this worker serves at once (`ops.max_connections`).
+    pub connection_permits: Arc<Semaphore>,
+    /// Woken when the worker's last open connection ends; the drain waits on it.
+    pub idle: Notify,
+}
+
+/// Builds a [`Worker`] for the process's lifetime. Leaked on purpose: connection tasks borrow
+/// it as `&'static` instead of cloning an `Arc` per request, and it lives until the process
+/// exits.
+fn leak_worker(
     setup: &WorkerSetup,
     pool_size: usize,
     shared_conns: usize,
     ops: OpsSettings,
-) -> Result<&'static App, String> {
+) -> Result<&'static Worker, String> {
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
-    let app = App::new(db, Arc::clone(&setup.shared), setup.http, setup.users, ops).map_err(|e| e.to_string())?;
-    let app: &'static App = Box::leak(Box::new(app));
+    let worker: &'static Worker = Box::leak(Box::new(Worker {
+        app: App::new(db, Arc::clone(&setup.shared), setup.users, ops),
+        protocols: Protocols::new(&setup.http),
+        connection_permits: Arc::new(Semaphore::new(ops.max_connections)),
+        idle: Notify::new(),
+    }));
+    let app = &worker.app;
     setup.shared.metrics.register_pool(Box::new(move || {
         let s = app.db.pool_status();
         PoolFigures {
@@ -46,18 +63,19 @@ fn leak_app(
             statements_in_flight: app.db.statements().in_flight(),
         }
     }));
-    Ok(app)
+    Ok(worker)
 }
 
 /// Accepts connections until shutdown begins, serving each on its own task; at most
 /// `ops.max_connections` at once (the rest wait in the listen backlog). Then takes what is
 /// still queued (see [`empty_backlog`]) and closes the listener.
-pub async fn accept_loop(listener: TcpListener, app: &'static App) {
-    app.shared.shutdown.listener_opened();
-    let mut shutdown = app.shared.shutdown.subscribe();
+pub async fn accept_loop(listener: TcpListener, worker: &'static Worker) {
+    let shutdown_signal = &worker.app.shared.shutdown;
+    shutdown_signal.listener_opened();
+    let mut shutdown = shutdown_signal.subscribe();
     loop {
         let permit = tokio::select! {
-            p = Arc::clone(&app.connection_permits).acquire_owned() => match p {
+            p = Arc::clone(&worker.connection_permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -66,7 +84,7 @@ pub async fn accept_loop(listener: TcpListener, app: &'static App) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    tokio::spawn(connection::serve(stream, app, Some(permit)));
+                    tokio::spawn(connection::serve(stream, worker, Some(permit)));
                 }
                 Err(e) => {
                     // EMFILE/ENFILE and friends: back off instead of spinning on the error.
@@ -77,8 +95,8 @@ pub async fn accept_loop(listener: TcpListener, app: &'static App) {
             _ = reached(&mut shutdown, Phase::Closing) => break,
         }
     }
-    empty_backlog(listener, app);
-    app.shared.shutdown.listener_closed();
+    empty_backlog(listener, worker);
+    shutdown_signal.listener_closed();
 }
 
 /// Accepts, without waiting, every connection already queued on the listener, then closes it.
@@ -90,7 +108,7 @@ pub async fn accept_loop(listener: TcpListener, app: &'static App) {
 /// sysctl `net.ipv4.tcp_migrate_req = 1` closes that gap too, by moving queued connections to
 /// another listener in the group. The connection limit is not applied here: the backlog is
 /// bounded, and refusing now would lose those clients.
-fn empty_backlog(listener: TcpListener, app: &'static App) {
+fn empty_backlog(listener: TcpListener, worker: &'static Worker) {
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
@@ -106,8 +124,8 @@ fn empty_backlog(listener: TcpListener, app: &'static App) {
                 match stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
                     Ok(stream) => {
                         taken += 1;
-                        let permit = Arc::clone(&app.connection_permits).try_acquire_owned().ok();
-                        tokio::spawn(connection::serve(stream, app, permit));
+                        let permit = Arc::clone(&worker.connection_permits).try_acquire_owned().ok();
+                        tokio::spawn(connection::serve(stream, worker, permit));
                     }
                     Err(e) => tracing::warn!(error = %e, "could not serve a connection from the backlog"),
                 }
@@ -126,12 +144,22 @@ fn empty_backlog(listener: TcpListener, app: &'static App) {
     }
 }
 
-/// After the accept loop has stopped: waits for this app's connections to finish, up to the
-/// drain deadline, then closes the pool. Connections still open are dropped with the runtime.
-async fn drain(app: &'static App) {
-    let deadline = Instant::now() + app.ops.drain_timeout;
-    while app.shard.connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// After the accept loop has stopped: waits for this worker's connections to finish, up to the
+/// drain deadline (woken by the last one's end), then closes the pool. Connections still open
+/// are dropped with the runtime.
+async fn drain(worker: &'static Worker) {
+    let app = &worker.app;
+    let deadline = tokio::time::Instant::now() + app.ops.drain_timeout;
+    loop {
+        // Registered before the count is read, so the last connection's wake-up is not missed.
+        let idle = worker.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if app.shard.connections_open.load(Ordering::Relaxed) <= 0
+            || tokio::time::timeout_at(deadline, idle).await.is_err()
+        {
+            break;
+        }
     }
     let left = app.shard.connections_open.load(Ordering::Relaxed);
     if left > 0 {
@@ -161,8 +189,8 @@ pub fn spawn_per_core_worker(
             }
         };
         rt.block_on(async move {
-            let app = match leak_app(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops) {
-                Ok(app) => app,
+            let worker = match leak_worker(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops) {
+                Ok(worker) => worker,
                 Err(e) => {
                     tracing::error!(worker = index, error = %e, "could not start the worker");
                     std::process::exit(1);
@@ -170,10 +198,10 @@ pub fn spawn_per_core_worker(
             };
             // Opening the shared connections must not delay accepting: requests that arrive
             // first fill the slots themselves.
-            tokio::spawn(app.db.warm_up());
+            tokio::spawn(worker.app.db.warm_up());
             let listener = TcpListener::from_std(listener).expect("a non-blocking std listener converts");
-            accept_loop(listener, app).await;
-            drain(app).await;
+            accept_loop(listener, worker).await;
+            drain(worker).await;
         });
         // Dropping the runtime here cancels whatever outlived the drain deadline.
     })
@@ -195,15 +223,15 @@ pub fn start_multi_thread(
     // The one pool and connection limit serve every worker thread: per-worker values times
     // the worker count.
     let ops = OpsSettings { max_connections: setup.ops.max_connections * workers, ..setup.ops };
-    let app = leak_app(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops)?;
+    let worker = leak_worker(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops)?;
     let listener = {
         let _guard = rt.enter();
         TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
     };
-    rt.spawn(app.db.warm_up());
+    rt.spawn(worker.app.db.warm_up());
     let done = rt.spawn(async move {
-        accept_loop(listener, app).await;
-        drain(app).await;
+        accept_loop(listener, worker).await;
+        drain(worker).await;
     });
     Ok((rt, done))
 }
