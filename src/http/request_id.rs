@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use bytes::Bytes;
 use http::HeaderValue;
 use http::request::Parts;
 
@@ -12,10 +13,38 @@ pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-reques
 /// Longest client-supplied `x-request-id` kept; a longer or non-printable one is replaced.
 const MAX_REQUEST_ID_BYTES: usize = 128;
 
+/// A generated id: 16 hex digits of a per-thread random prefix, then 16 of a counter.
+type IdText = [u8; 32];
+
 thread_local! {
-    /// Per-thread request-id state: a random prefix and a counter, so generating an id needs
-    /// neither a lock nor the random generator per request.
-    static NEXT_ID: Cell<(u64, u64)> = Cell::new((fastrand::u64(..), 0));
+    /// This thread's next id, as text: the counter half is advanced in place, so generating an
+    /// id needs no lock, no random number and no formatting.
+    static NEXT_ID: Cell<IdText> = Cell::new(first_id(fastrand::u64(..)));
+}
+
+fn first_id(prefix: u64) -> IdText {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [b'0'; 32];
+    for (i, byte) in prefix.to_be_bytes().iter().enumerate() {
+        id[2 * i] = HEX[usize::from(byte >> 4)];
+        id[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    id
+}
+
+/// Adds one to the lower-case hex number in `digits` (wrapping to zero past all `f`s).
+fn increment_hex(digits: &mut [u8]) {
+    for d in digits.iter_mut().rev() {
+        match *d {
+            b'9' => *d = b'a',
+            b'f' => {
+                *d = b'0';
+                continue;
+            }
+            _ => *d += 1,
+        }
+        return;
+    }
 }
 
 /// The client's `x-request-id` if it is short and printable, else a new one.
@@ -27,27 +56,31 @@ pub fn from_request(parts: &Parts) -> HeaderValue {
         && !v.is_empty()
         && v.len() <= MAX_REQUEST_ID_BYTES
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-        && let Ok(own) = HeaderValue::from_bytes(v.as_bytes())
     {
-        return own;
+        return own_value(v.as_bytes());
     }
     generate()
 }
 
+/// A header value of its own (not sharing hyper's read buffer) from `bytes`, which the caller
+/// has checked are visible ASCII.
+fn own_value(bytes: &[u8]) -> HeaderValue {
+    debug_assert!(bytes.iter().all(|b| b.is_ascii_graphic()));
+    // SAFETY: visible ASCII (0x21..=0x7e) is valid in a header value; both callers check it
+    // (a client's id byte by byte, a generated one by construction: hex digits).
+    unsafe { HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(bytes)) }
+}
+
 /// A new request id: 32 hex characters, a per-thread random prefix and a counter.
 pub fn generate() -> HeaderValue {
-    let (prefix, n) = NEXT_ID.with(|c| {
-        let (prefix, n) = c.get();
-        c.set((prefix, n.wrapping_add(1)));
-        (prefix, n)
+    let id = NEXT_ID.with(|next| {
+        let id = next.get();
+        let mut after = id;
+        increment_hex(&mut after[16..]);
+        next.set(after);
+        id
     });
-    let mut buf = [0u8; 32];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in prefix.to_be_bytes().iter().chain(n.to_be_bytes().iter()).enumerate() {
-        buf[2 * i] = HEX[usize::from(byte >> 4)];
-        buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
-    HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+    own_value(&id)
 }
 
 #[cfg(test)]
@@ -75,5 +108,24 @@ mod tests {
         let b = from_request(&parts("/", &[]));
         assert_ne!(a, b);
         assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16], "one thread, one prefix");
+    }
+
+    #[test]
+    fn generated_ids_count_up_in_hex_and_keep_the_old_format() {
+        let id = |prefix: u64, n: u64| {
+            let mut text = first_id(prefix);
+            for _ in 0..n {
+                increment_hex(&mut text[16..]);
+            }
+            String::from_utf8(text.to_vec()).unwrap()
+        };
+        // The format before the counter was kept as text: {prefix:016x}{n:016x}.
+        for (prefix, n) in [(0, 0), (0xdead_beef, 9), (u64::MAX, 15), (1, 16), (7, 255), (3, 4097)] {
+            assert_eq!(id(prefix, n), format!("{prefix:016x}{n:016x}"));
+        }
+        let mut last = *b"0123456789abcdefffffffffffffffff";
+        increment_hex(&mut last[16..]);
+        assert_eq!(&last, b"0123456789abcdef0000000000000000", "wraps past all f");
     }
 }
