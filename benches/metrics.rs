@@ -4,17 +4,23 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bareapi::metrics::Metrics;
+use bareapi::metrics::{Metrics, Writers};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
 
 fn metrics(c: &mut Criterion) {
     let m = Metrics::new(vec!["/plaintext", "/json", "/db", "/api/users/{id}"]);
-    let shard = m.shard();
+    let many = m.shard(Writers::Many);
+    let shard = m.shard(Writers::One);
     let mut g = c.benchmark_group("metrics");
-    g.bench_function("record", |b| {
+    g.bench_function("record (one writer: per-core)", |b| {
         b.iter(|| {
             shard.record(black_box(2), black_box(&Method::GET), black_box(200), black_box(Duration::from_micros(420)))
+        })
+    });
+    g.bench_function("record (many writers: multi-thread)", |b| {
+        b.iter(|| {
+            many.record(black_box(2), black_box(&Method::GET), black_box(200), black_box(Duration::from_micros(420)))
         })
     });
     for i in 0..1_000_000u64 {

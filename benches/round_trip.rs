@@ -8,6 +8,7 @@ use std::time::Duration;
 use bareapi::app::{App, Shared};
 use bareapi::config::{DbConfig, DbMode, OpsSettings, UsersSettings};
 use bareapi::db::Db;
+use bareapi::metrics::Writers;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
@@ -38,6 +39,7 @@ fn app() -> App {
             access_log: false,
             record_metrics: true,
         },
+        Writers::One,
     )
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cache::WorldCache;
 use crate::config::{OpsSettings, UsersSettings};
 use crate::db::Db;
-use crate::metrics::{Metrics, Shard};
+use crate::metrics::{Metrics, Shard, Writers};
 use crate::router::{RouteError, Router};
 use crate::routes::{self, Endpoint};
 use crate::shutdown::Shutdown;
@@ -49,8 +49,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(db: Db, shared: Arc<Shared>, users: UsersSettings, ops: OpsSettings) -> Self {
-        let shard = shared.metrics.shard();
+    /// `writers`: whether only this worker's thread records into its metrics (per-core) or
+    /// every thread of the runtime does (multi-thread).
+    pub fn new(db: Db, shared: Arc<Shared>, users: UsersSettings, ops: OpsSettings, writers: Writers) -> Self {
+        let shard = shared.metrics.shard(writers);
         App { users, ops, db, shared, shard }
     }
 }

@@ -45,17 +45,28 @@ fn class_index(status: u16) -> usize {
     (usize::from(status / 100)).clamp(1, 5) - 1
 }
 
+/// Who writes a shard. A per-core worker's shard is written only by that worker's thread, so
+/// an add is a plain load and store, without the locked instruction (and its pipeline stall) of
+/// an atomic add; the multi-thread runtime's one shard is written by every thread and needs
+/// atomic adds. Either way a scrape from another thread reads whole values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    One,
+    Many,
+}
+
 /// One worker's counters.
 pub struct Shard {
+    writers: Writers,
     /// `[route][method][class]`
     requests: Box<[AtomicU64]>,
     /// `[route][method][class][bucket]`, not cumulative (summed at scrape).
     buckets: Box<[AtomicU64]>,
     /// `[route][method][class]`, microseconds.
     duration_sum_us: Box<[AtomicU64]>,
-    pub in_flight: AtomicI64,
-    pub connections_open: AtomicI64,
-    pub connections_total: AtomicU64,
+    in_flight: AtomicI64,
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
 }
 
 fn zeroed(n: usize) -> Box<[AtomicU64]> {
@@ -63,15 +74,39 @@ fn zeroed(n: usize) -> Box<[AtomicU64]> {
 }
 
 impl Shard {
-    fn new(routes: usize) -> Shard {
+    fn new(routes: usize, writers: Writers) -> Shard {
         let series = routes * METHODS.len() * CLASSES.len();
         Shard {
+            writers,
             requests: zeroed(series),
             buckets: zeroed(series * SLOTS),
             duration_sum_us: zeroed(series),
             in_flight: AtomicI64::new(0),
             connections_open: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn add(&self, cell: &AtomicU64, n: u64) {
+        match self.writers {
+            Writers::One => cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed),
+            Writers::Many => {
+                cell.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Adds `n` to a gauge; its value before.
+    #[inline]
+    fn add_gauge(&self, cell: &AtomicI64, n: i64) -> i64 {
+        match self.writers {
+            Writers::One => {
+                let before = cell.load(Ordering::Relaxed);
+                cell.store(before.wrapping_add(n), Ordering::Relaxed);
+                before
+            }
+            Writers::Many => cell.fetch_add(n, Ordering::Relaxed),
         }
     }
 
@@ -82,9 +117,35 @@ impl Shard {
         let Some(count) = self.requests.get(series) else { return };
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len());
-        count.fetch_add(1, Ordering::Relaxed);
-        self.buckets[series * SLOTS + bucket].fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_us[series].fetch_add(us, Ordering::Relaxed);
+        self.add(count, 1);
+        self.add(&self.buckets[series * SLOTS + bucket], 1);
+        self.add(&self.duration_sum_us[series], us);
+    }
+
+    /// A request is being answered (the in-flight gauge).
+    pub fn request_started(&self) {
+        self.add_gauge(&self.in_flight, 1);
+    }
+
+    /// A request counted by [`Shard::request_started`] ended, answered or dropped.
+    pub fn request_ended(&self) {
+        self.add_gauge(&self.in_flight, -1);
+    }
+
+    /// A client connection was accepted.
+    pub fn connection_opened(&self) {
+        self.add(&self.connections_total, 1);
+        self.add_gauge(&self.connections_open, 1);
+    }
+
+    /// A client connection ended; true when it was the shard's last open one.
+    pub fn connection_closed(&self) -> bool {
+        self.add_gauge(&self.connections_open, -1) == 1
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.load(Ordering::Relaxed)
     }
 }
 
@@ -124,9 +185,9 @@ impl Metrics {
         self.routes.len() - 1
     }
 
-    /// A new shard for one worker.
-    pub fn shard(&self) -> Arc<Shard> {
-        let shard = Arc::new(Shard::new(self.routes.len()));
+    /// A new shard for one worker, written by `writers`.
+    pub fn shard(&self, writers: Writers) -> Arc<Shard> {
+        let shard = Arc::new(Shard::new(self.routes.len(), writers));
         self.shards.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&shard));
         shard
     }
@@ -245,8 +306,8 @@ mod tests {
     #[test]
     fn records_land_in_their_series_and_buckets() {
         let m = Metrics::new(vec!["/a", "/b/{id}"]);
-        let s1 = m.shard();
-        let s2 = m.shard();
+        let s1 = m.shard(Writers::One);
+        let s2 = m.shard(Writers::Many);
         s1.record(0, &Method::GET, 200, Duration::from_micros(80));
         s2.record(0, &Method::GET, 204, Duration::from_micros(3_000));
         s1.record(1, &Method::DELETE, 404, Duration::from_secs(60));

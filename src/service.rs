@@ -7,7 +7,6 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -73,14 +72,14 @@ struct InFlight<'a>(&'a Shard);
 
 impl<'a> InFlight<'a> {
     fn new(shard: &'a Shard) -> Self {
-        shard.in_flight.fetch_add(1, Ordering::Relaxed);
+        shard.request_started();
         InFlight(shard)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.request_ended();
     }
 }
 

@@ -143,6 +143,7 @@ mod tests {
     use crate::app::Shared;
     use crate::config::{DbConfig, DbMode, OpsSettings, UsersSettings};
     use crate::db::Db;
+    use crate::metrics::Writers;
     use crate::router::Match;
 
     /// An app whose pool is never used: planning touches no database.
@@ -165,7 +166,7 @@ mod tests {
             record_metrics: true,
         };
         let users = UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1024 };
-        App::new(Db::new(&db, 1, 1).unwrap(), Arc::new(Shared::new().unwrap()), users, ops)
+        App::new(Db::new(&db, 1, 1).unwrap(), Arc::new(Shared::new().unwrap()), users, ops, Writers::One)
     }
 
     /// The work planned for `GET`/`PATCH`/... `target`, matched by the real route table.

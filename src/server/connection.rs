@@ -14,7 +14,6 @@
 
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -88,7 +87,7 @@ struct Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if self.worker.app.shard.connections_open.fetch_sub(1, Ordering::Relaxed) == 1 {
+        if self.worker.app.shard.connection_closed() {
             self.worker.idle.notify_waiters();
         }
     }
@@ -140,8 +139,7 @@ const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 /// after shutdown began, see runtime.rs).
 pub async fn serve(stream: TcpStream, worker: &'static Worker, _permit: Option<OwnedSemaphorePermit>) {
     let app = &worker.app;
-    app.shard.connections_total.fetch_add(1, Ordering::Relaxed);
-    app.shard.connections_open.fetch_add(1, Ordering::Relaxed);
+    app.shard.connection_opened();
     let _open = Open { worker };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");

@@ -3,7 +3,6 @@
 //! runtime, one listener, one [`Worker`]. Both run the same accept loop, service and drain.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -12,7 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::app::{App, Shared};
 use crate::config::{DbConfig, HttpSettings, OpsSettings, UsersSettings};
 use crate::db::Db;
-use crate::metrics::PoolFigures;
+use crate::metrics::{PoolFigures, Writers};
 use crate::server::connection::{self, Protocols};
 use crate::shutdown::{Phase, reached};
 
@@ -44,10 +43,11 @@ fn leak_worker(
     pool_size: usize,
     shared_conns: usize,
     ops: OpsSettings,
+    writers: Writers,
 ) -> Result<&'static Worker, String> {
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
     let worker: &'static Worker = Box::leak(Box::new(Worker {
-        app: App::new(db, Arc::clone(&setup.shared), setup.users, ops),
+        app: App::new(db, Arc::clone(&setup.shared), setup.users, ops, writers),
         protocols: Protocols::new(&setup.http),
         connection_permits: Arc::new(Semaphore::new(ops.max_connections)),
         idle: Notify::new(),
@@ -155,13 +155,11 @@ async fn drain(worker: &'static Worker) {
         let idle = worker.idle.notified();
         tokio::pin!(idle);
         idle.as_mut().enable();
-        if app.shard.connections_open.load(Ordering::Relaxed) <= 0
-            || tokio::time::timeout_at(deadline, idle).await.is_err()
-        {
+        if app.shard.connections_open() <= 0 || tokio::time::timeout_at(deadline, idle).await.is_err() {
             break;
         }
     }
-    let left = app.shard.connections_open.load(Ordering::Relaxed);
+    let left = app.shard.connections_open();
     if left > 0 {
         tracing::warn!(connections = left, "drain deadline reached; closing the rest");
     }
@@ -189,7 +187,7 @@ pub fn spawn_per_core_worker(
             }
         };
         rt.block_on(async move {
-            let worker = match leak_worker(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops) {
+            let worker = match leak_worker(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops, Writers::One) {
                 Ok(worker) => worker,
                 Err(e) => {
                     tracing::error!(worker = index, error = %e, "could not start the worker");
@@ -223,7 +221,8 @@ pub fn start_multi_thread(
     // The one pool and connection limit serve every worker thread: per-worker values times
     // the worker count.
     let ops = OpsSettings { max_connections: setup.ops.max_connections * workers, ..setup.ops };
-    let worker = leak_worker(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops)?;
+    let worker =
+        leak_worker(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops, Writers::Many)?;
     let listener = {
         let _guard = rt.enter();
         TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
