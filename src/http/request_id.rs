@@ -1,7 +1,7 @@
 //! Request ids: the `x-request-id` a client sent, if usable, or a new one. Every response
 //! echoes it and every 5xx log line carries it.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -19,7 +19,7 @@ type IdText = [u8; 32];
 thread_local! {
     /// This thread's next id, as text: the counter half is advanced in place, so generating an
     /// id needs no lock, no random number and no formatting.
-    static NEXT_ID: Cell<IdText> = Cell::new(first_id(fastrand::u64(..)));
+    static NEXT_ID: RefCell<IdText> = RefCell::new(first_id(fastrand::u64(..)));
 }
 
 fn first_id(prefix: u64) -> IdText {
@@ -52,7 +52,12 @@ fn increment_hex(digits: &mut [u8]) {
 /// The client's value is copied rather than cloned: a clone would share hyper's read buffer
 /// (8 KiB) and keep it alive for as long as the request is in flight.
 pub fn from_request(parts: &Parts) -> HeaderValue {
-    if let Some(v) = parts.headers.get(REQUEST_ID)
+    // A scan rather than `get`: `get` hashes the custom name byte by byte on every request
+    // (about 150 instructions), a scan compares it with each header the request has, most of
+    // them standard names that differ at once (about 10 instructions for one header). Even at
+    // the header limit (100) the scan costs less than hyper's parsing of those headers.
+    let sent = parts.headers.iter().find_map(|(name, value)| (*name == REQUEST_ID).then_some(value));
+    if let Some(v) = sent
         && !v.is_empty()
         && v.len() <= MAX_REQUEST_ID_BYTES
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
@@ -73,14 +78,12 @@ fn own_value(bytes: &[u8]) -> HeaderValue {
 
 /// A new request id: 32 hex characters, a per-thread random prefix and a counter.
 pub fn generate() -> HeaderValue {
-    let id = NEXT_ID.with(|next| {
-        let id = next.get();
-        let mut after = id;
-        increment_hex(&mut after[16..]);
-        next.set(after);
+    NEXT_ID.with_borrow_mut(|next| {
+        let id = own_value(next);
+        // In place: usually one digit changes.
+        increment_hex(&mut next[16..]);
         id
-    });
-    own_value(&id)
+    })
 }
 
 #[cfg(test)]
@@ -99,6 +102,10 @@ mod tests {
     #[test]
     fn request_ids_are_kept_when_sane_and_generated_otherwise() {
         assert_eq!(from_request(&parts("/", &[("x-request-id", "abc-123")])), "abc-123");
+        let among = [("host", "h"), ("x-forwarded-for", "1.2.3.4"), ("X-Request-ID", "mixed-case"), ("accept", "*/*")];
+        assert_eq!(from_request(&parts("/", &among)), "mixed-case", "found among others, any case");
+        let two = [("x-request-id", "first"), ("x-request-id", "second")];
+        assert_eq!(from_request(&parts("/", &two)), "first", "the first of two, as `get` would");
         let long = "a".repeat(129);
         for bad in ["", long.as_str(), "has space"] {
             let id = from_request(&parts("/", &[("x-request-id", bad)]));
