@@ -38,6 +38,7 @@ fn app() -> App {
             drain_timeout: Duration::from_secs(1),
             access_log: false,
             record_metrics: true,
+            request_ids: true,
         },
         Writers::One,
     )

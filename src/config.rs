@@ -175,6 +175,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BAREAPI_NO_METRICS")]
     pub no_metrics: bool,
 
+    /// Do not read or send `x-request-id` (5xx answers still carry the id their log line has).
+    #[arg(long, env = "BAREAPI_NO_REQUEST_ID")]
+    pub no_request_id: bool,
+
     /// Seconds a session token stays valid.
     #[arg(long, env = "BAREAPI_SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -312,6 +316,8 @@ pub struct OpsSettings {
     pub drain_timeout: Duration,
     pub access_log: bool,
     pub record_metrics: bool,
+    /// Echo the client's `x-request-id`, or send a new one, on every answer.
+    pub request_ids: bool,
 }
 
 /// What the database layer needs.
@@ -410,6 +416,7 @@ impl ServeArgs {
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 access_log: self.access_log,
                 record_metrics: !self.no_metrics,
+                request_ids: !self.no_request_id,
             },
             db,
         })

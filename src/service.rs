@@ -88,7 +88,8 @@ impl Drop for InFlight<'_> {
 struct Pending<'a> {
     /// Raw reading of `app.shared.clock` at the request's start.
     started: u64,
-    id: HeaderValue,
+    /// `None` with `--no-request-id`.
+    id: Option<HeaderValue>,
     template: &'static str,
     route: usize,
     _in_flight: InFlight<'a>,
@@ -103,12 +104,12 @@ where
     let started = app.shared.clock.raw();
     let in_flight = InFlight::new(&app.shard);
     let (parts, body) = req.into_parts();
-    let id = request_id::from_request(&parts);
+    let id = app.ops.request_ids.then(|| request_id::from_request(&parts));
     let (work, template, route) = route(app, &parts);
     let pending = Pending { started, id, template, route, _in_flight: in_flight };
     match work {
         Work::Ready(outcome) => {
-            let res = outcome.unwrap_or_else(|e| e.into_response(template, Some(&pending.id)));
+            let res = outcome.unwrap_or_else(|e| e.into_response(template, pending.id.as_ref()));
             Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
         }
         // The head goes now (see `Detached`); only what `finish` reads stays.
@@ -176,7 +177,7 @@ fn owned_head(mut parts: Parts) -> Parts {
 
 /// Runs detached work (the request head already dropped) under the request timeout.
 async fn answer_detached<'a>(app: &'a App, head: Head, work: Detached, pending: Pending<'a>) -> Response<Body> {
-    let res = guarded(app, work.run(app), pending.template, &pending.id).await;
+    let res = guarded(app, work.run(app), pending.template, pending.id.as_ref()).await;
     finish(app, &head.method, head.version, res, pending)
 }
 
@@ -192,7 +193,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let res = guarded(app, work.run(app, &parts, body), pending.template, &pending.id).await;
+    let res = guarded(app, work.run(app, &parts, body), pending.template, pending.id.as_ref()).await;
     finish(app, &parts.method, parts.version, res, pending)
 }
 
@@ -201,13 +202,13 @@ async fn guarded(
     app: &App,
     run: impl Future<Output = Result<Response<Body>, AppError>>,
     template: &'static str,
-    id: &HeaderValue,
+    id: Option<&HeaderValue>,
 ) -> Response<Body> {
     match tokio::time::timeout(app.ops.request_timeout, AssertUnwindSafe(run).catch_unwind()).await {
         Ok(Ok(Ok(res))) => res,
-        Ok(Ok(Err(e))) => e.into_response(template, Some(id)),
-        Ok(Err(panic)) => panicked(panic).into_response(template, Some(id)),
-        Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, Some(id)),
+        Ok(Ok(Err(e))) => e.into_response(template, id),
+        Ok(Err(panic)) => panicked(panic).into_response(template, id),
+        Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, id),
     }
 }
 
@@ -232,7 +233,9 @@ fn finish(
 ) -> Response<Body> {
     let Pending { started, id, template, route, _in_flight: in_flight } = pending;
     stamp(&mut res);
-    res.headers_mut().insert(REQUEST_ID, id);
+    if let Some(id) = id {
+        res.headers_mut().insert(REQUEST_ID, id);
+    }
     // Draining: every HTTP/1 answer closes its connection, so a busy client learns to go
     // elsewhere from the answer itself instead of from a close that could cross its next request.
     if app.shared.shutdown.is_finishing_connections() && version < Version::HTTP_2 {

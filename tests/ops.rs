@@ -103,6 +103,21 @@ fn request_ids_are_echoed_or_generated() {
     assert_ne!(a, b);
 }
 
+/// `--no-request-id`: answers carry no `x-request-id` and a client's is not echoed, but a 5xx
+/// still carries the id its log line was written with.
+#[test]
+fn without_request_ids_only_server_errors_carry_one() {
+    let server = Server::start(&["--no-request-id"]);
+    let mut conn = server.connect();
+    let res = conn.send("GET", "/plaintext", &[("X-Request-Id", "client-chosen-43")], None);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-request-id"), None);
+    assert_eq!(conn.request("GET", "/nope").header("x-request-id"), None);
+    let failed = conn.request("GET", "/__test/panic");
+    assert_eq!(failed.status, 500);
+    assert_eq!(failed.header("x-request-id").map(str::len), Some(32), "a 5xx names its log line");
+}
+
 /// With the access log on, each request logs one line with method, route template, status,
 /// duration and request id.
 #[test]

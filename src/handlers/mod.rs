@@ -164,6 +164,7 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             access_log: false,
             record_metrics: true,
+            request_ids: true,
         };
         let users = UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1024 };
         App::new(Db::new(&db, 1, 1).unwrap(), Arc::new(Shared::new().unwrap()), users, ops, Writers::One)
