@@ -12,11 +12,10 @@ use serde::Serialize;
 
 use crate::db::DbError;
 use crate::http::request_id::{self, REQUEST_ID};
-use crate::http::{Body, FieldError, PROBLEM_JSON, RequestError, response, to_json};
+use crate::http::{Body, CLOSE, FieldError, PROBLEM_JSON, RequestError, response, to_json};
 
 /// `Retry-After` on 503s: the pool wait timeout is seconds at most, so a second is a fair hint.
 const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("1");
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 #[derive(Debug)]
 pub enum AppError {
@@ -27,8 +26,8 @@ pub enum AppError {
     },
     /// The request itself is wrong; the detail is safe to show the client.
     BadRequest(String),
-    /// The request head is refused before any handler runs (smuggling-shaped framing, a flood
-    /// of query parameters); the connection is closed after the answer.
+    /// The request head is refused before any handler runs (a flood of query parameters); the
+    /// connection is closed after the answer.
     BadHead(String),
     /// Fields of the body or query failed; all of them are listed.
     Validation(Vec<FieldError>),
@@ -250,6 +249,16 @@ mod tests {
         let id = HeaderValue::from_static("abc-123");
         let res = AppError::Internal("boom".into()).into_response("/x", Some(&id));
         assert_eq!(res.headers()["x-request-id"], "abc-123");
+    }
+
+    #[test]
+    fn refused_heads_close_the_connection_and_other_errors_do_not() {
+        let head = AppError::BadHead("too many".into()).into_response("/x", None);
+        assert_eq!((head.status().as_u16(), head.headers().get("connection")), (400, Some(&CLOSE)));
+        let big = AppError::HeaderTooLarge { limit: 8 }.into_response("/x", None);
+        assert_eq!((big.status().as_u16(), big.headers().get("connection")), (431, Some(&CLOSE)));
+        let plain = AppError::BadRequest("x".into()).into_response("/x", None);
+        assert_eq!(plain.headers().get("connection"), None);
     }
 
     #[test]

@@ -60,9 +60,7 @@ fn serve(args: &bareapi::config::ServeArgs) -> (Result<(), String>, WorkerGuard)
     let guard = init_logging(args.log_format, args.access_log);
     let result = args.to_config().and_then(|cfg| {
         tracing::info!(config = ?cfg, "starting");
-        let listeners = bareapi::server::listener::bind_for(cfg.runtime, cfg.listen, cfg.backlog, cfg.workers)
-            .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
-        bareapi::server::run(cfg, listeners, bareapi::server::shutdown_signal())
+        bareapi::server::run(cfg, bareapi::server::bind, bareapi::server::shutdown_signal())
     });
     (result, guard)
 }

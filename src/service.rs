@@ -1,7 +1,8 @@
-//! The hyper service: match the route, answer at once when the handler awaits nothing or else
-//! run it (boxed) under the request timeout, turn errors and panics into problem responses,
-//! stamp `Server` and `x-request-id` on every response (hyper writes `Date`), add
-//! `Connection: close` while draining, and record metrics and the access log.
+//! The hyper service: match the route once, answer at once when the handler awaits nothing or
+//! else run it (boxed) under the request timeout, turn errors and panics into problem
+//! responses, stamp `Server` and (unless `--no-request-id`) `x-request-id` on every response
+//! (hyper writes `Date`), add `Connection: close` while draining, and record metrics and the
+//! access log.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -19,15 +20,13 @@ use crate::app::App;
 use crate::error::AppError;
 use crate::handlers::{self, Detached, WithRequest, Work};
 use crate::http::request_id::{self, REQUEST_ID};
-use crate::http::{Body, stamp};
+use crate::http::{Body, CLOSE, stamp};
 use crate::metrics::{Shard, UNMATCHED};
 use crate::router::Match;
 
 /// Most query parameters a request may carry. The routes read one or two; a flood of them is
 /// refused (400) before any handler scans it.
 pub const MAX_QUERY_PARAMS: usize = 64;
-
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Refusals decided from the request head alone, before the handler: oversized header values
 /// and floods of query parameters. (Framing is hyper's: it refuses duplicate or bad lengths and

@@ -123,8 +123,8 @@ fn smuggling_shapes_get_400_and_close() {
 #[test]
 fn content_length_beside_transfer_encoding_is_ignored_and_the_connection_closed() {
     let server = Server::start(&[]);
-    let email = format!("te-{}@example.com", std::process::id());
-    let body = format!(r#"{{"email":"{email}","password":"a long enough password"}}"#);
+    let email = common::users::unique_email("te-cl");
+    let body = format!(r#"{{"email":"{email}","password":"{}"}}"#, common::users::PASSWORD);
     // Read by its Content-Length of 4, the body would be `{"em`, a 400.
     let raw = format!(
         "POST /api/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\
@@ -136,7 +136,7 @@ fn content_length_beside_transfer_encoding_is_ignored_and_the_connection_closed(
     conn.send_raw(raw.as_bytes());
     let res = conn.read_response(false);
     assert_eq!(res.status, 201, "{}", res.text());
-    assert_eq!(res.json()["email"], email.as_str());
+    assert_eq!(res.json()["email"], email.to_lowercase().as_str());
     assert_eq!(res.header("connection"), Some("close"));
     assert!(conn.is_closed(), "the connection is closed after the answer");
 }
@@ -154,6 +154,9 @@ fn query_floods_get_a_quick_400() {
     let res = conn.request("GET", &format!("/queries?{query}"));
     assert_eq!(res.status, 400, "{}", res.text());
     assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(res.header("connection"), Some("close"));
+    conn.set_read_timeout(Duration::from_secs(5));
+    assert!(conn.is_closed(), "a refused head closes its connection");
 }
 
 /// Past the per-worker connection limit, new connections wait in the backlog rather than being

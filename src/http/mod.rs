@@ -52,6 +52,8 @@ pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
 pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+/// `Connection: close`.
+pub const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// A response with `status`, `Content-Type` and `body`. `Server` is added by the service for
 /// every response, errors included (see [`stamp`]); hyper adds `Date`.

@@ -119,6 +119,15 @@ mod tests {
     }
 
     #[test]
+    fn each_generated_id_is_the_one_before_plus_one() {
+        let counter = |id: &HeaderValue| u64::from_str_radix(&id.to_str().unwrap()[16..], 16).unwrap();
+        let a = generate();
+        let b = generate();
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16]);
+        assert_eq!(counter(&b), counter(&a) + 1);
+    }
+
+    #[test]
     fn generated_ids_count_up_in_hex_and_keep_the_old_format() {
         let id = |prefix: u64, n: u64| {
             let mut text = first_id(prefix);

@@ -79,10 +79,18 @@ impl Protocols {
     }
 }
 
-/// Keeps the connection gauge right however the connection task ends (even if it is dropped
-/// at the drain deadline), and wakes the drain when the worker's last connection ends.
-struct Open {
+/// One accepted connection in its worker's count, from before its task is spawned (so a drain
+/// that starts before the task first runs still waits for it) until the task ends, however it
+/// ends (even dropped at the drain deadline); the last one to end wakes the drain.
+pub struct Open {
     worker: &'static Worker,
+}
+
+impl Open {
+    pub fn new(worker: &'static Worker) -> Open {
+        worker.app.shard.connection_opened();
+        Open { worker }
+    }
 }
 
 impl Drop for Open {
@@ -134,13 +142,13 @@ impl AsyncWrite for NoShutdown {
 /// then fails); a request already on the wire arrives well within this, and is answered.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 
-/// Serves `stream` until the client or shutdown ends it. `_permit` holds this connection's
+/// Serves `stream` until the client or shutdown ends it. `open` counts it for the drain;
+/// `_permit` holds this connection's
 /// place under the worker's connection limit (`None` for the few accepted from the backlog
 /// after shutdown began, see runtime.rs).
-pub async fn serve(stream: TcpStream, worker: &'static Worker, _permit: Option<OwnedSemaphorePermit>) {
+pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphorePermit>) {
+    let worker = open.worker;
     let app = &worker.app;
-    app.shard.connection_opened();
-    let _open = Open { worker };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::app::Shared;
 use crate::cache::WorldCache;
-use crate::config::{DbConfig, RuntimeMode, ServerConfig};
+use crate::config::{DbConfig, ServerConfig};
 use crate::db::{budget, migrate, pool::pg_config};
 use listener::Listeners;
 use runtime::WorkerSetup;
@@ -104,22 +104,38 @@ fn release_start_up_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// Runs the server on `listeners` until `shutdown` resolves, then drains it (see
-/// [`crate::shutdown`]) and returns. The binary passes [`shutdown_signal`]; tests pass their own
-/// future.
-pub fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+/// Binds the listeners `cfg` asks for (one per worker in per-core mode).
+pub fn bind(cfg: &ServerConfig) -> Result<Listeners, String> {
+    listener::bind_for(cfg.runtime, cfg.listen, cfg.backlog, cfg.workers)
+        .map_err(|e| format!("binding {}: {e}", cfg.listen))
+}
+
+/// Prepares the database, binds with `bind` (the binary passes [`bind`]), serves until
+/// `shutdown` resolves, then drains (see [`crate::shutdown`]) and returns. The binary passes
+/// [`shutdown_signal`]; tests pass their own future and binding.
+///
+/// The port is bound only once the database is ready: during a restart on the same port
+/// (`SO_REUSEPORT`) the kernel sends new connections to every bound listener, so a process
+/// still migrating, or about to fail to start, must not hold one yet.
+pub fn run(
+    cfg: ServerConfig,
+    bind: impl FnOnce(&ServerConfig) -> Result<Listeners, String>,
+    shutdown: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
     let control = control_runtime()?;
     let shared = Arc::new(Shared::new().map_err(|e| e.to_string())?);
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
     release_start_up_memory();
+    let listeners = bind(&cfg)?;
     let addr = listeners.local_addr().map_err(|e| e.to_string())?;
     let running = start_workers(&cfg, listeners, &shared)?;
-    let layout = match cfg.runtime {
-        RuntimeMode::PerCore => "per-core",
-        RuntimeMode::MultiThread => "multi-thread",
+    let (layout, workers) = match &running {
+        Running::PerCore(threads) => ("per-core", threads.len()),
+        Running::MultiThread(..) => ("multi-thread", cfg.workers),
     };
-    tracing::info!(%addr, workers = cfg.workers, runtime = layout, "listening");
-    control.block_on(shutdown);
+    tracing::info!(%addr, workers, runtime = layout, "listening");
+    // Without its shutdown signal the server cannot be stopped cleanly: exit with the error.
+    control.block_on(shutdown)?;
     tracing::info!(drain_timeout = ?cfg.ops.drain_timeout, "shutdown signal received; draining");
     shared.shutdown.begin();
     running.join();
@@ -176,15 +192,8 @@ fn start_workers(cfg: &ServerConfig, listeners: Listeners, shared: &Arc<Shared>)
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (or at once, with the error logged, if neither handler can be
-/// installed: a server that cannot be stopped cleanly should not keep running).
-pub async fn shutdown_signal() {
-    if let Err(e) = wait_for_signal().await {
-        tracing::error!(error = %e, "cannot watch for shutdown signals");
-    }
-}
-
-async fn wait_for_signal() -> Result<(), String> {
+/// Resolves on SIGINT or SIGTERM; an error if their handlers cannot be installed.
+pub async fn shutdown_signal() -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     tokio::select! {

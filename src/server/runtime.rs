@@ -12,7 +12,7 @@ use crate::app::{App, Shared};
 use crate::config::{DbConfig, HttpSettings, OpsSettings, UsersSettings};
 use crate::db::Db;
 use crate::metrics::{PoolFigures, Writers};
-use crate::server::connection::{self, Protocols};
+use crate::server::connection::{self, Open, Protocols};
 use crate::shutdown::{Phase, reached};
 
 /// What every worker needs to build its [`Worker`].
@@ -84,7 +84,7 @@ pub async fn accept_loop(listener: TcpListener, worker: &'static Worker) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    tokio::spawn(connection::serve(stream, worker, Some(permit)));
+                    tokio::spawn(connection::serve(stream, Open::new(worker), Some(permit)));
                 }
                 Err(e) => {
                     // EMFILE/ENFILE and friends: back off instead of spinning on the error.
@@ -125,7 +125,7 @@ fn empty_backlog(listener: TcpListener, worker: &'static Worker) {
                     Ok(stream) => {
                         taken += 1;
                         let permit = Arc::clone(&worker.connection_permits).try_acquire_owned().ok();
-                        tokio::spawn(connection::serve(stream, worker, permit));
+                        tokio::spawn(connection::serve(stream, Open::new(worker), permit));
                     }
                     Err(e) => tracing::warn!(error = %e, "could not serve a connection from the backlog"),
                 }
