@@ -70,8 +70,9 @@ impl Protocols {
             let mut b = auto::Builder::new(TokioExecutor::new());
             configure_http1!(&mut b.http1(), http);
             // The auto builder's only bound is its read buffer's, which a head may pass by up
-            // to one read before hyper answers 431.
-            b.http1().max_buf_size(http.max_head_bytes);
+            // to one read before hyper answers 431. hyper asserts at least 8 KiB (config.rs
+            // refuses less; the max keeps a library caller from the panic).
+            b.http1().max_buf_size(http.max_head_bytes.max(8192));
             b.http2().timer(TokioTimer::new());
             b
         });
