@@ -144,9 +144,8 @@ impl AsyncWrite for NoShutdown {
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 
 /// Serves `stream` until the client or shutdown ends it. `open` counts it for the drain;
-/// `_permit` holds this connection's
-/// place under the worker's connection limit (`None` for the few accepted from the backlog
-/// after shutdown began, see runtime.rs).
+/// `_permit` holds its place under the worker's connection limit (`None` for the few accepted
+/// from the backlog after shutdown began, see runtime.rs).
 pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphorePermit>) {
     let worker = open.worker;
     let app = &worker.app;

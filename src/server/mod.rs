@@ -1,5 +1,5 @@
-//! Server start-up as a chain of small named steps: bind listeners ([`listener::bind_for`]),
-//! then [`run`]: prepare the database (migrations, cache fill) → start workers → wait for the
+//! Server start-up as a chain of small named steps ([`run`]): prepare the database
+//! (migrations, cache fill) → bind the listeners ([`bind`]) → start workers → wait for the
 //! shutdown future → drain.
 
 pub mod connection;
