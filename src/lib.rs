@@ -22,6 +22,7 @@
 //! - [`html`]: escaping and the fortunes page.
 //! - [`validation`]: the users API's field rules.
 //! - [`config`]: flags and environment, settings per subsystem, documented defaults.
+//! - [`causes`]: error cause chains for log lines and the exit message.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,6 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod app;
 pub mod auth;
 pub mod cache;
+pub mod causes;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -39,6 +39,13 @@ fn refused_database_answers_503_and_other_routes_serve() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = Server::start_with_db(FAST_TIMEOUTS, &format!("postgres://bareapi@127.0.0.1:{port}/bareapi"));
     assert_unavailable_quickly(&server);
+    // The 503's log line carries the whole cause, down to the refused TCP connect.
+    let logs = server.drain_logs().join("\n");
+    let line =
+        logs.lines().find(|l| l.contains("service unavailable")).unwrap_or_else(|| panic!("no 503 logged: {logs}"));
+    assert!(line.contains("error connecting to server"), "{line}");
+    assert!(line.contains("Connection refused"), "the cause under the pool's error: {line}");
+    assert_eq!(line.matches("error connecting to server").count(), 1, "each cause once: {line}");
 }
 
 /// A database host that accepts TCP but never answers the startup message: the connect and
@@ -68,5 +75,6 @@ fn start_with_migrations_and_no_database_fails_clearly() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("connecting"), "{stderr}");
+    assert!(stderr.contains("connecting to the database: error connecting to server"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "the cause under tokio-postgres's error: {stderr}");
 }

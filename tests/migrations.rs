@@ -98,6 +98,40 @@ fn concurrent_migrators_do_not_race() {
     assert_eq!(worlds, 10_000);
 }
 
+/// A database holding a `world` table that bareapi did not make: the exit message carries
+/// PostgreSQL's own words and SQLSTATE, and says what to do.
+#[test]
+fn a_foreign_schema_is_refused_with_postgres_words_and_a_way_out() {
+    let fresh = FreshDb::new("foreign");
+    let db = postgres_sync::Client::connect(&fresh.url);
+    db.query("CREATE TABLE world (id integer PRIMARY KEY)", &[]);
+    let out = migrate(&fresh.url);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("migration 0001_world.sql"), "{stderr}");
+    assert!(stderr.contains(r#"ERROR 42P07: relation "world" already exists"#), "{stderr}");
+    assert!(stderr.contains("bareapi did not make them"), "{stderr}");
+    assert!(stderr.contains("an empty database"), "{stderr}");
+    // Nothing half-applied: the failed migration's transaction rolled back.
+    let n: i64 = db.query("SELECT count(*) FROM schema_migrations", &[])[0].get(0);
+    assert_eq!(n, 0);
+}
+
+/// PostgreSQL's hint reaches the exit message too: a domain named `world` blocks the table
+/// (42710, "a relation has an associated type of the same name").
+#[test]
+fn postgres_hints_reach_the_exit_message() {
+    let fresh = FreshDb::new("hint");
+    let db = postgres_sync::Client::connect(&fresh.url);
+    db.query("CREATE DOMAIN world AS integer", &[]);
+    let out = migrate(&fresh.url);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"ERROR 42710: type "world" already exists"#), "{stderr}");
+    assert!(stderr.contains("(hint: A relation has an associated type of the same name"), "{stderr}");
+    assert!(stderr.contains("bareapi did not make them"), "{stderr}");
+}
+
 /// A malformed DATABASE_URL is refused with a message, not a panic.
 #[test]
 fn malformed_database_url_is_refused_with_a_message() {

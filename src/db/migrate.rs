@@ -50,7 +50,11 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<&'static str>, DbError
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         let tx = client.transaction().await?;
-        tx.batch_execute(m.sql).await?;
+        tx.batch_execute(m.sql).await.map_err(|source| {
+            // 42P07 duplicate_table, 42710 duplicate_object: made by someone else.
+            let foreign = matches!(source.code().map(|c| c.code()), Some("42P07" | "42710"));
+            DbError::Migration { name: m.name, source, foreign }
+        })?;
         tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
         tx.commit().await?;
         tracing::info!(migration = m.name, "applied migration");

@@ -127,7 +127,7 @@ impl Db {
     /// Builds the pool; connects nothing yet. `pool_size` and `shared_conns` are this `Db`'s own
     /// (multi-thread mode passes the per-worker values times the worker count).
     pub fn new(cfg: &DbConfig, pool_size: usize, shared_conns: usize) -> Result<Self, String> {
-        let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {}", crate::causes::Chain(&e)))?;
         let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size)

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::causes::Chain;
 use crate::config::{DEFAULT_MAX_HEADERS, HttpSettings};
 use crate::error::problem_json;
 use crate::server::runtime::Worker;
@@ -185,7 +186,7 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
     };
     if let Err(e) = result {
         // Client resets, header timeouts and malformed requests end here; none is the server's fault.
-        tracing::debug!(error = %e, "connection ended with an error");
+        tracing::debug!(error = %Chain(e.as_ref()), "connection ended with an error");
         if let (Some(err), Some(socket)) = (e.downcast_ref::<hyper::Error>(), spare) {
             answer_unparsable(err, socket);
         }

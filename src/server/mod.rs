@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::app::Shared;
 use crate::cache::WorldCache;
+use crate::causes::Chain;
 use crate::config::{DbConfig, ServerConfig};
 use crate::db::{budget, migrate, pool::pg_config};
 use listener::Listeners;
@@ -20,14 +21,14 @@ use runtime::WorkerSetup;
 /// the create timeout: tokio-postgres's connect timeout covers only the TCP connect, so a host
 /// that accepts and then says nothing would otherwise hang start-up.
 async fn connect(cfg: &DbConfig) -> Result<tokio_postgres::Client, String> {
-    let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {}", Chain(&e)))?;
     let (client, conn) = tokio::time::timeout(cfg.create_timeout, pg.connect(tokio_postgres::NoTls))
         .await
         .map_err(|_| format!("connecting: no answer within {:?}", cfg.create_timeout))?
-        .map_err(|e| format!("connecting: {e}"))?;
+        .map_err(|e| format!("connecting to the database: {}", Chain(&e)))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "start-up connection ended");
+            tracing::debug!(error = %Chain(&e), "start-up connection ended");
         }
     });
     Ok(client)
@@ -78,7 +79,7 @@ async fn check_connection_budget(cfg: &ServerConfig, client: &tokio_postgres::Cl
     let slots = match budget::read(client).await {
         Ok(slots) => slots,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read max_connections; connection budget not checked");
+            tracing::warn!(error = %Chain(&e), "could not read max_connections; connection budget not checked");
             return Ok(());
         }
     };
