@@ -11,14 +11,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::header::CONNECTION;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, Version};
 
 use crate::app::App;
 use crate::error::AppError;
-use crate::handlers::{self, Detached, WithRequest, Work};
+use crate::handlers::{self, Work};
 use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, CLOSE, stamp};
 use crate::metrics::{Shard, UNMATCHED};
@@ -112,9 +111,10 @@ where
             Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
         }
         // The head goes now (see `Detached`); only what `finish` reads stays.
-        Work::Detached(work) => Answer::Later(Box::pin(answer_detached(app, Head::of(parts), work, pending))),
+        Work::Detached(work) => work.start(app, Guard { app, head: Head::of(parts), pending }),
         Work::WithRequest(work) => {
-            Answer::Later(Box::pin(answer_with_request(app, owned_head(parts), body, work, pending)))
+            let head = Head { method: parts.method.clone(), version: parts.version };
+            work.start(app, owned_head(parts), body, Guard { app, head, pending })
         }
     }
 }
@@ -142,7 +142,7 @@ fn route(app: &App, parts: &Parts) -> (Work, &'static str, usize) {
     }
 }
 
-/// What [`finish`] reads of a detached request: nothing that borrows hyper's read buffer.
+/// What [`finish`] reads of a request's head: nothing that borrows hyper's read buffer.
 struct Head {
     method: Method,
     version: Version,
@@ -174,40 +174,70 @@ fn owned_head(mut parts: Parts) -> Parts {
     parts
 }
 
-/// Runs detached work (the request head already dropped) under the request timeout.
-async fn answer_detached<'a>(app: &'a App, head: Head, work: Detached, pending: Pending<'a>) -> Response<Body> {
-    let res = guarded(app, work.run(app), pending.template, pending.id.as_ref()).await;
-    finish(app, &head.method, head.version, res, pending)
+pin_project_lite::pin_project! {
+    /// A handler's future under the request timeout, its errors and panics turned into
+    /// responses, finished (headers, metrics) into the answer. One hand-written future instead
+    /// of `timeout(catch_unwind(..))` inside an `async fn`: each of those layers moved the
+    /// handler's future once more (BENCHMARKS.md, "bareapi against the bare-hyper floor").
+    struct Guarded<'a, F> {
+        #[pin]
+        work: F,
+        // Built at the request's start (one clock read); registered with the timer wheel only
+        // if the handler waits.
+        #[pin]
+        deadline: tokio::time::Sleep,
+        app: &'a App,
+        head: Head,
+        pending: Option<Pending<'a>>,
+    }
 }
 
-/// Runs a handler that reads its request as it goes under the request timeout.
-async fn answer_with_request<'a, B>(
-    app: &'a App,
-    parts: Parts,
-    body: B,
-    work: WithRequest,
-    pending: Pending<'a>,
-) -> Response<Body>
+impl<F> Future for Guarded<'_, F>
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Future<Output = Result<Response<Body>, AppError>>,
 {
-    let res = guarded(app, work.run(app, &parts, body), pending.template, pending.id.as_ref()).await;
-    finish(app, &parts.method, parts.version, res, pending)
+    type Output = Response<Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<Body>> {
+        let this = self.project();
+        let Some(pending) = this.pending.as_ref() else {
+            panic!("Guarded polled after completion");
+        };
+        let mut work = this.work;
+        let res = match catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(Poll::Ready(Ok(res))) => res,
+            Ok(Poll::Ready(Err(e))) => e.into_response(pending.template, pending.id.as_ref()),
+            Err(panic) => panicked(panic).into_response(pending.template, pending.id.as_ref()),
+            Ok(Poll::Pending) => match this.deadline.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    AppError::Timeout(this.app.ops.request_timeout).into_response(pending.template, pending.id.as_ref())
+                }
+            },
+        };
+        let pending = this.pending.take().expect("checked above");
+        Poll::Ready(finish(this.app, &this.head.method, this.head.version, res, pending))
+    }
 }
 
-/// A handler's outcome under the request timeout, with its errors and panics as responses.
-async fn guarded(
-    app: &App,
-    run: impl Future<Output = Result<Response<Body>, AppError>>,
-    template: &'static str,
-    id: Option<&HeaderValue>,
-) -> Response<Body> {
-    match tokio::time::timeout(app.ops.request_timeout, AssertUnwindSafe(run).catch_unwind()).await {
-        Ok(Ok(Ok(res))) => res,
-        Ok(Ok(Err(e))) => e.into_response(template, id),
-        Ok(Err(panic)) => panicked(panic).into_response(template, id),
-        Err(_) => AppError::Timeout(app.ops.request_timeout).into_response(template, id),
+/// Boxes a handler's future (of that handler's own size, see [`handlers::Start`]) as a
+/// [`Guarded`] answer.
+struct Guard<'a> {
+    app: &'a App,
+    head: Head,
+    pending: Pending<'a>,
+}
+
+impl<'a> handlers::Start<'a> for Guard<'a> {
+    type Output = Answer<'a>;
+
+    fn start<F>(self, work: F) -> Answer<'a>
+    where
+        F: Future<Output = Result<Response<Body>, AppError>> + Send + 'a,
+    {
+        let Guard { app, head, pending } = self;
+        let deadline = tokio::time::sleep(app.ops.request_timeout);
+        Answer::Later(Box::pin(Guarded { work, deadline, app, head, pending: Some(pending) }))
     }
 }
 

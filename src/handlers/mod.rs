@@ -56,7 +56,10 @@ pub fn plan(app: &App, endpoint: Endpoint, query: Option<&str>, params: &Params<
         Endpoint::CreateSession => Work::WithRequest(WithRequest::CreateSession),
         Endpoint::DeleteCurrentSession => Work::WithRequest(WithRequest::DeleteCurrentSession),
         #[cfg(feature = "test-hooks")]
-        Endpoint::TestPanic => Work::Ready(test_hooks::panic()),
+        Endpoint::TestPanic => match test_hooks::panic_after_ms(query) {
+            Some(ms) => Work::Detached(Detached::TestPanicAfter(ms)),
+            None => Work::Ready(test_hooks::panic()),
+        },
         #[cfg(feature = "test-hooks")]
         Endpoint::TestSleep => Work::Detached(Detached::TestSleep(test_hooks::sleep_ms(query))),
     }
@@ -84,21 +87,38 @@ pub enum Detached {
     Readyz,
     #[cfg(feature = "test-hooks")]
     TestSleep(u64),
+    #[cfg(feature = "test-hooks")]
+    TestPanicAfter(u64),
 }
 
 impl Detached {
-    pub async fn run(self, app: &App) -> Result<Response<Body>, AppError> {
+    /// Hands this handler's own future to `to`.
+    pub fn start<'a, S: Start<'a>>(self, app: &'a App, to: S) -> S::Output {
         match self {
-            Detached::Db => techempower::db(app).await,
-            Detached::Queries(n) => techempower::queries(app, n).await,
-            Detached::Fortunes => techempower::fortunes(app).await,
-            Detached::Updates(n) => techempower::updates(app, n).await,
-            Detached::CachedQueries(n) => techempower::cached_queries(app, n).await,
-            Detached::Readyz => ops::readyz(app).await,
+            Detached::Db => to.start(techempower::db(app)),
+            Detached::Queries(n) => to.start(techempower::queries(app, n)),
+            Detached::Fortunes => to.start(techempower::fortunes(app)),
+            Detached::Updates(n) => to.start(techempower::updates(app, n)),
+            Detached::CachedQueries(n) => to.start(techempower::cached_queries(app, n)),
+            Detached::Readyz => to.start(ops::readyz(app)),
             #[cfg(feature = "test-hooks")]
-            Detached::TestSleep(ms) => test_hooks::sleep(ms).await,
+            Detached::TestSleep(ms) => to.start(test_hooks::sleep(ms)),
+            #[cfg(feature = "test-hooks")]
+            Detached::TestPanicAfter(ms) => to.start(test_hooks::panic_after(ms)),
         }
     }
+}
+
+/// Where [`Detached::start`] and [`WithRequest::start`] hand a handler's future: each
+/// handler's own future type, so the service boxes a future of that handler's size. (One
+/// `async fn` matching over every handler is as large as its largest arm, 2.5 KiB and more
+/// for the batched queries, and that whole size was copied at every move: about 1 000
+/// instructions of memcpy per /db request, BENCHMARKS.md.)
+pub trait Start<'a> {
+    type Output;
+    fn start<F>(self, work: F) -> Self::Output
+    where
+        F: Future<Output = Result<Response<Body>, AppError>> + Send + 'a;
 }
 
 /// The handlers that read their request as they go (the users API), with the path parameter
@@ -115,19 +135,21 @@ pub enum WithRequest {
 }
 
 impl WithRequest {
-    pub async fn run<B>(self, app: &App, parts: &Parts, body: B) -> Result<Response<Body>, AppError>
+    /// Hands this handler's own future, owning the request head and body, to `to`.
+    pub fn start<'a, B, S>(self, app: &'a App, parts: Parts, body: B, to: S) -> S::Output
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Send + 'a,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Start<'a>,
     {
         match self {
-            WithRequest::CreateUser => users::create(app, parts, body).await,
-            WithRequest::ListUsers => users::list(app, parts).await,
-            WithRequest::GetUser(id) => users::get(app, parts, id).await,
-            WithRequest::PatchUser(id) => users::patch(app, parts, body, id).await,
-            WithRequest::DeleteUser(id) => users::delete(app, parts, id).await,
-            WithRequest::CreateSession => sessions::create(app, parts, body).await,
-            WithRequest::DeleteCurrentSession => sessions::delete_current(app, parts).await,
+            WithRequest::CreateUser => to.start(async move { users::create(app, &parts, body).await }),
+            WithRequest::ListUsers => to.start(async move { users::list(app, &parts).await }),
+            WithRequest::GetUser(id) => to.start(async move { users::get(app, &parts, id).await }),
+            WithRequest::PatchUser(id) => to.start(async move { users::patch(app, &parts, body, id).await }),
+            WithRequest::DeleteUser(id) => to.start(async move { users::delete(app, &parts, id).await }),
+            WithRequest::CreateSession => to.start(async move { sessions::create(app, &parts, body).await }),
+            WithRequest::DeleteCurrentSession => to.start(async move { sessions::delete_current(app, &parts).await }),
         }
     }
 }
