@@ -18,9 +18,8 @@ if [ -z "${DATABASE_URL:-}" ]; then
   port=$(scripts/pg.sh free-port)
   echo "== throwaway PostgreSQL on 127.0.0.1:$port ($pgdir)"
   DATABASE_URL=$(scripts/pg.sh start "$pgdir" "$port" --throwaway)
-  # tests/db_restart.rs stops and restarts this cluster (and only this one).
-  BAREAPI_TEST_PGDATA=$pgdir
-  export DATABASE_URL BAREAPI_TEST_PGDATA
+  # (tests/db_restart.rs starts, stops and restarts a cluster of its own.)
+  export DATABASE_URL
 fi
 
 # nginx (tests/nginx.rs) and pgbouncer (tests/pgbouncer.rs): Debian's packages, installed when

@@ -8,6 +8,15 @@ use serde_json::Value;
 
 const MODES: [&[&str]; 2] = [&["--runtime", "per-core"], &["--runtime", "multi-thread"]];
 
+/// Taken by every test here that writes to `world` (through /updates) and by every test that
+/// compares what the server read from `world` with what is stored, so the two never overlap:
+/// the tests of one binary run on parallel threads. (Other binaries run one after another.)
+static WORLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn world_turn() -> std::sync::MutexGuard<'static, ()> {
+    WORLD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn assert_world(v: &Value) -> (i64, i64) {
     let obj = v.as_object().expect("world is an object");
     assert_eq!(obj.len(), 2, "{v}");
@@ -81,11 +90,13 @@ fn queries_are_clamped_by_the_published_rules() {
     }
 }
 
-/// What /queries returns is what the table holds. (No test in this binary writes to `world`;
-/// the /updates tests live in their own binary, which cargo runs after this one.)
+/// What /queries returns is what the table holds. (`world_turn` keeps this binary's one
+/// /updates test from writing meanwhile; the /updates tests live in their own binary, which
+/// cargo runs after this one.)
 #[test]
 fn queries_return_the_stored_rows() {
     let server = Server::start(&[]);
+    let _turn = world_turn();
     let db = db_client();
     let res = server.get("/queries?queries=20");
     let rows = res.json();
@@ -220,6 +231,7 @@ fn pipelined_requests_are_answered_in_order_in_both_runtimes() {
 #[test]
 fn checkout_db_mode_serves_the_database_routes() {
     let server = Server::start(&["--db-mode", "checkout"]);
+    let _turn = world_turn();
     let mut conn = server.connect();
     assert_world(&conn.request("GET", "/db").json());
     assert_eq!(conn.request("GET", "/queries?queries=5").json().as_array().unwrap().len(), 5);

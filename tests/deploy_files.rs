@@ -79,6 +79,18 @@ fn help_text() -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `bareapi ARGS --help`: clap reads every argument before the `--help` that follows them, so an
+/// unknown subcommand or flag, or a flag's missing or bad value, fails it. The help printed, or
+/// what clap said.
+fn parses(argv: &[&str]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_bareapi")).args(argv).arg("--help").output().expect("bareapi");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 #[test]
 fn the_dockerfile_and_manifests_agree_with_the_server() {
     let dockerfile = read("deploy/Dockerfile");
@@ -92,12 +104,16 @@ fn the_dockerfile_and_manifests_agree_with_the_server() {
     for name in denv.keys().chain(kenv.keys()) {
         assert!(help.contains(&format!("[env: {name}")), "{name} is not a setting of `bareapi serve`");
     }
-    // Every flag passed is one the server takes.
+    // The arguments each file passes are ones the binary takes, as a whole: the subcommand, every
+    // flag and every flag's value (clap refuses the bad ones before it prints the help).
     let cmd = json_array(&dockerfile, "CMD");
     let args = json_array(&k8s, "args:");
-    for arg in cmd.iter().chain(args.iter()).filter(|a| a.starts_with("--")) {
-        let flag = arg.split('=').next().unwrap();
-        assert!(help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")), "unknown flag {flag}");
+    assert!(parses(&["serve", "--no-such-flag"]).is_err(), "the check below cannot fail");
+    assert!(parses(&["serve", "--workers", "many"]).is_err(), "the check below cannot fail");
+    for (file, argv) in [("Dockerfile CMD", &cmd), ("deployment args", &args)] {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let help = parses(&argv).unwrap_or_else(|e| panic!("{file} {argv:?} is refused: {e}"));
+        assert!(help.contains("Usage: bareapi serve"), "{file} {argv:?} does not run `serve`");
     }
 
     // Ports: the image listens where it says it does, and the pod exposes that port.

@@ -180,21 +180,35 @@ fn slow_handlers_answer_503_at_the_request_timeout() {
 }
 
 /// A client that goes away while its request is being answered leaves the in-flight gauge as
-/// it found it: hyper drops the request's future, and the gauge follows.
+/// it found it: the request is counted while it runs, and when the client leaves, hyper drops
+/// the request's future and the gauge follows at once, long before the handler would have
+/// finished.
 #[test]
 fn abandoned_requests_leave_the_in_flight_gauge() {
     let server = Server::start(&[]);
-    let mut conn = server.connect();
-    conn.send_raw(b"GET /__test/sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(300));
-    drop(conn);
+    // Every reading is taken by a /metrics request, which counts itself.
     let gauge = || sample(&samples(server.get("/metrics").text()), "bareapi_http_requests_in_flight");
-    // While the sleeping request lives it is counted beside the /metrics request itself.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while gauge() != Some(1.0) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(gauge(), Some(1.0), "only the scrape is in flight at first");
+    let mut conn = server.connect();
+    conn.send_raw(b"GET /__test/sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let sent = Instant::now();
+    while gauge() != Some(2.0) && sent.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(gauge(), Some(1.0), "the abandoned request is still counted");
+    assert_eq!(gauge(), Some(2.0), "the sleeping request is counted while it runs");
+    assert!(!conn.answered_within(Duration::from_millis(200)), "the sleeping request was answered early");
+    drop(conn);
+    let dropped = Instant::now();
+    while gauge() != Some(1.0) && dropped.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        gauge(),
+        Some(1.0),
+        "the abandoned request is still counted {:?} after the client left",
+        dropped.elapsed()
+    );
+    assert!(sent.elapsed() < Duration::from_secs(8), "the gauge fell only when the handler would have finished anyway");
 }
 
 /// Pipelined row reads go out in rounds bounded by the statement budget: many concurrent

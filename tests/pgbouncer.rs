@@ -1,8 +1,10 @@
 //! bareapi through PgBouncer in session mode (Debian's pgbouncer, installed by `scripts/test.sh`
-//! when missing): prepared statements, pipelined queries on shared connections, transactions
-//! and the connection budget check all work through it. (Transaction mode needs PgBouncer's
-//! protocol-level prepared statements, 1.21 and later; Debian 12 ships 1.18, so that mode is
-//! not tested here.)
+//! when missing): prepared statements, pipelined queries on shared connections, the writes
+//! (the batched `UPDATE` of /updates and every users API write, including one that fails on a
+//! unique index) and the connection budget check all work through it, and what was written
+//! through the pooler is what the database holds. (No request opens a transaction: each write is
+//! one statement. Transaction mode needs PgBouncer's protocol-level prepared statements, 1.21
+//! and later; Debian 12 ships 1.18, so that mode is not tested here.)
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use common::Server;
 use common::daemon::{Daemon, find_binary, free_port, is_root, private_dir};
+use common::users::{JSON, PASSWORD, create_user, post_json, token_for, unique_email};
 
 struct PgBouncer {
     _daemon: Daemon,
@@ -54,7 +57,7 @@ fn start_pgbouncer() -> PgBouncer {
 }
 
 #[test]
-fn every_database_route_works_through_pgbouncer_in_session_mode() {
+fn every_route_reads_and_writes_through_pgbouncer_in_session_mode() {
     let bouncer = start_pgbouncer();
     let (user, _, _, db) = parts(&common::database_url());
     let url = format!("postgres://{user}@127.0.0.1:{}/{db}", bouncer.port);
@@ -92,14 +95,52 @@ fn every_database_route_works_through_pgbouncer_in_session_mode() {
     for t in threads {
         t.join().expect("client thread");
     }
-    // The users API: a transaction (create), a hashed login and an authenticated read.
-    let mut conn = server.connect();
-    let email = common::users::unique_email("pgbouncer");
-    let id = common::users::create_user(&mut conn, &email);
-    let token = common::users::token_for(&mut conn, &email);
-    let res = conn.send("GET", &format!("/api/users/{id}"), &[("Authorization", &format!("Bearer {token}"))], None);
+    let direct = common::db_client();
+
+    // /updates' batched UPDATE, sent through the pooler, is in the table (read directly, not
+    // through PgBouncer): every returned row holds its new number, which differs from the old.
+    let before: Vec<i32> =
+        direct.query("SELECT randomnumber FROM world ORDER BY id", &[]).iter().map(|r| r.get(0)).collect();
+    let res = server.get("/updates?queries=20");
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(res.json()["id"], id);
+    let rows = res.json();
+    assert_eq!(rows.as_array().unwrap().len(), 20);
+    for row in rows.as_array().unwrap() {
+        let (id, n) = (row["id"].as_i64().unwrap() as i32, row["randomNumber"].as_i64().unwrap() as i32);
+        let stored: i32 = direct.query("SELECT randomnumber FROM world WHERE id = $1", &[&id])[0].get(0);
+        assert_eq!(stored, n, "row {id}: returned {n}, stored {stored}");
+        assert_ne!(before[id as usize - 1], n, "row {id} kept its old number");
+    }
+
+    // The users API's writes, each one statement through the pooler, and what they stored.
+    let mut conn = server.connect();
+    let email = unique_email("pgbouncer");
+    let id = create_user(&mut conn, &email);
+    let stored = |sql: &str| direct.query(sql, &[&id]);
+    assert_eq!(stored("SELECT email FROM users WHERE id = $1")[0].get::<_, String>(0), email.to_lowercase());
+    // A statement that fails on the unique index leaves the pooled connection usable.
+    let dup =
+        post_json(&mut conn, "/api/users", &serde_json::json!({"email": email.to_uppercase(), "password": PASSWORD}));
+    assert_eq!(dup.status, 409, "{}", dup.text());
+    let token = token_for(&mut conn, &email);
+    let auth = format!("Bearer {token}");
+    let live = "SELECT count(*) FROM sessions WHERE user_id = $1 AND NOT revoked";
+    assert_eq!(stored(live)[0].get::<_, i64>(0), 1, "the session is stored");
+    let path = format!("/api/users/{id}");
+    let res = conn.send("PATCH", &path, &[JSON, ("Authorization", &auth)], Some(br#"{"name":"Through PgBouncer"}"#));
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(stored("SELECT name FROM users WHERE id = $1")[0].get::<_, String>(0), "Through PgBouncer");
+    let res = conn.send("GET", &path, &[("Authorization", &auth)], None);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!((res.json()["id"].as_i64(), res.json()["name"].as_str()), (Some(id), Some("Through PgBouncer")));
+    let res = conn.send("DELETE", "/api/sessions/current", &[("Authorization", &auth)], None);
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert_eq!(stored(live)[0].get::<_, i64>(0), 0, "the session is revoked");
+    let token = token_for(&mut conn, &email);
+    let res = conn.send("DELETE", &path, &[("Authorization", &format!("Bearer {token}"))], None);
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert!(stored("SELECT id FROM users WHERE id = $1").is_empty(), "the user is deleted");
+
     let ready = server.get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.text());
 }

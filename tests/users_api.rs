@@ -326,11 +326,18 @@ fn pagination_walks_all_users_in_order() {
     let server = Server::start(&[]);
     let mut conn = server.connect();
     let email = unique_email("page");
-    create_user(&mut conn, &email);
+    let mut created = vec![create_user(&mut conn, &email)];
     let token = token_for(&mut conn, &email);
-    for _ in 0..3 {
-        create_user(&mut conn, &unique_email("pg"));
+    for _ in 0..6 {
+        created.push(create_user(&mut conn, &unique_email("pg")));
     }
+    // Other tests add and delete users meanwhile: every user present both before and after the
+    // walk must be seen, and once.
+    let db = common::db_client();
+    let ids = || -> std::collections::BTreeSet<i64> {
+        db.query("SELECT id FROM users", &[]).iter().map(|r| r.get(0)).collect()
+    };
+    let before = ids();
     let mut seen = Vec::new();
     let mut after = String::from("0");
     let mut pages = 0;
@@ -343,13 +350,22 @@ fn pagination_walks_all_users_in_order() {
         seen.extend(items.iter().map(|u| u["id"].as_i64().unwrap()));
         pages += 1;
         match body["next"].as_str() {
-            Some(next) => after = next.to_owned(),
+            Some(next) => {
+                assert_eq!(items.len(), 2, "a page before the last is full");
+                after = next.to_owned();
+            }
             None => break,
         }
         assert!(pages < 100_000);
     }
-    assert!(seen.len() >= 4);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids ascend without repeats");
+    let after_walk = ids();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids ascend without repeats: {seen:?}");
+    for id in &created {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "created user {id} seen once in {seen:?}");
+    }
+    let seen_set: std::collections::BTreeSet<i64> = seen.iter().copied().collect();
+    let missed: Vec<i64> = before.intersection(&after_walk).filter(|id| !seen_set.contains(id)).copied().collect();
+    assert!(missed.is_empty(), "users present throughout the walk but never listed: {missed:?}");
     let res = get_auth(&mut conn, "/api/users", &token, &[]);
     assert!(res.json()["items"].as_array().unwrap().len() <= 20);
     for (query, field) in [
