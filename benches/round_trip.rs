@@ -47,12 +47,13 @@ fn app() -> App {
 fn round_trip(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let app = rt.block_on(async { app() });
+    let sleeps = std::sync::Arc::new(bareapi::sleeps::ConnSleeps::default());
     let mut g = c.benchmark_group("round_trip");
     for path in ["/plaintext", "/json", "/no/such/path"] {
         g.bench_function(path, |b| {
             b.iter(|| {
                 let req = Request::get(path).header("host", "bench").body(Full::new(Bytes::new())).unwrap();
-                black_box(rt.block_on(bareapi::service::handle(&app, req)).unwrap())
+                black_box(rt.block_on(bareapi::service::handle(&app, &sleeps, req)).unwrap())
             })
         });
     }

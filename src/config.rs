@@ -45,6 +45,12 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most headers per request (hyper's own default, which keeps header parsing on the stack).
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+/// RFC 9113 recommends no fewer than 100, so as not to limit parallelism; no more, because a
+/// connection can then pin this many request bodies of up to `--max-body-bytes` at once, where
+/// an HTTP/1.1 connection pins one. A client opening more is told to wait (compliant clients
+/// queue) or has the extra streams refused with REFUSED_STREAM.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// A handler running longer than this answers 503: the client has likely given up already.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Connections one worker serves at once. Each costs a task and buffers (a few KiB); past the
@@ -132,6 +138,11 @@ pub struct ServeArgs {
     /// Also serve HTTP/2 with prior knowledge (h2c) on the same port.
     #[arg(long, env = "BAREAPI_HTTP2")]
     pub http2: bool,
+
+    /// Streams one HTTP/2 connection may have open at once (with --http2).
+    #[arg(long, env = "BAREAPI_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
 
     /// Milliseconds a client has to send its request headers.
     #[arg(long, env = "BAREAPI_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
@@ -288,6 +299,8 @@ pub struct HttpSettings {
     /// the next request (hyper runs one timer for both).
     pub header_read_timeout: Duration,
     pub http2: bool,
+    /// Streams one HTTP/2 connection may have open at once; more are refused.
+    pub http2_max_concurrent_streams: u32,
     /// Largest request head (request line and headers); larger answers 431 and closes.
     pub max_head_bytes: usize,
     /// Most headers one request may carry; more answers 431 and closes.
@@ -402,6 +415,7 @@ impl ServeArgs {
             http: HttpSettings {
                 header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
                 http2: self.http2,
+                http2_max_concurrent_streams: self.http2_max_concurrent_streams,
                 max_head_bytes: self.max_head_bytes,
                 max_headers: self.max_headers,
             },
@@ -443,6 +457,8 @@ mod tests {
         assert_eq!(cfg.db.mode, DbMode::Shared);
         assert_eq!(cfg.db.pool_size, DEFAULT_POOL_SIZE);
         assert_eq!(cfg.backlog, DEFAULT_BACKLOG);
+        assert!(!cfg.http.http2);
+        assert_eq!(cfg.http.http2_max_concurrent_streams, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS);
         assert!(cfg.workers >= 1);
         assert!(cfg.migrate);
     }
@@ -469,6 +485,9 @@ mod tests {
         assert!(parse(&["--max-headers", "0"]).is_err());
         assert!(parse(&["--request-timeout-ms", "0"]).is_err());
         assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--http2-max-concurrent-streams", "0"]).is_err());
+        assert!(parse(&["--http2-max-concurrent-streams", "-1"]).is_err());
+        assert!(parse(&["--http2-max-concurrent-streams", "4294967296"]).is_err());
         let cli = parse(&["--pool-size", "2", "--shared-conns", "3"]).unwrap();
         let err = cli.serve.to_config().unwrap_err();
         assert!(err.contains("--shared-conns"), "{err}");

@@ -19,6 +19,7 @@
 //!   parsing, compression, caching headers and their negotiation; its own `RequestError`.
 //! - [`metrics`]: lock-free per-worker counters and the Prometheus text format.
 //! - [`shutdown`]: the two-phase shutdown signal.
+//! - [`sleeps`]: the tokio sleeps a connection reuses for its timeouts.
 //! - [`html`]: escaping and the fortunes page.
 //! - [`validation`]: the users API's field rules.
 //! - [`config`]: flags and environment, settings per subsystem, documented defaults.
@@ -43,4 +44,5 @@ pub mod routes;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod sleeps;
 pub mod validation;

@@ -8,12 +8,14 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONNECTION;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, Version};
+use tokio::time::{Instant, Sleep};
 
 use crate::app::App;
 use crate::error::AppError;
@@ -22,6 +24,7 @@ use crate::http::request_id::{self, REQUEST_ID};
 use crate::http::{Body, CLOSE, stamp};
 use crate::metrics::{Shard, UNMATCHED};
 use crate::router::Match;
+use crate::sleeps::ConnSleeps;
 
 /// Most query parameters a request may carry. The routes read one or two; a flood of them is
 /// refused (400) before any handler scans it.
@@ -93,8 +96,9 @@ struct Pending<'a> {
     _in_flight: InFlight<'a>,
 }
 
-/// Answers one request. Never fails: every error is already a response.
-pub fn handle<'a, B>(app: &'a App, req: Request<B>) -> Answer<'a>
+/// Answers one request. Never fails: every error is already a response. `sleeps` are the
+/// connection's reusable timers (the request timeout's is taken from there).
+pub fn handle<'a, B>(app: &'a App, sleeps: &Arc<ConnSleeps>, req: Request<B>) -> Answer<'a>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'a,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -111,10 +115,12 @@ where
             Answer::Ready(Some(finish(app, &parts.method, parts.version, res, pending)))
         }
         // The head goes now (see `Detached`); only what `finish` reads stays.
-        Work::Detached(work) => work.start(app, Guard { app, head: Head::of(parts), pending }),
+        Work::Detached(work) => {
+            work.start(app, Guard { app, sleeps: Arc::clone(sleeps), head: Head::of(parts), pending })
+        }
         Work::WithRequest(work) => {
             let head = Head { method: parts.method.clone(), version: parts.version };
-            work.start(app, owned_head(parts), body, Guard { app, head, pending })
+            work.start(app, owned_head(parts), body, Guard { app, sleeps: Arc::clone(sleeps), head, pending })
         }
     }
 }
@@ -182,13 +188,22 @@ pin_project_lite::pin_project! {
     struct Guarded<'a, F> {
         #[pin]
         work: F,
-        // Built at the request's start (one clock read); registered with the timer wheel only
-        // if the handler waits.
-        #[pin]
-        deadline: tokio::time::Sleep,
+        // The request timeout: taken from the connection's slot when the handler first waits,
+        // and put back when the request ends (see `crate::sleeps`).
+        deadline: Option<Pin<Box<Sleep>>>,
+        sleeps: Arc<ConnSleeps>,
         app: &'a App,
         head: Head,
         pending: Option<Pending<'a>>,
+    }
+
+    impl<'a, F> PinnedDrop for Guarded<'a, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(sleep) = this.deadline.take() {
+                this.sleeps.request.put(sleep);
+            }
+        }
     }
 }
 
@@ -208,12 +223,14 @@ where
             Ok(Poll::Ready(Ok(res))) => res,
             Ok(Poll::Ready(Err(e))) => e.into_response(pending.template, pending.id.as_ref()),
             Err(panic) => panicked(panic).into_response(pending.template, pending.id.as_ref()),
-            Ok(Poll::Pending) => match this.deadline.poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) => {
-                    AppError::Timeout(this.app.ops.request_timeout).into_response(pending.template, pending.id.as_ref())
+            Ok(Poll::Pending) => {
+                let timeout = this.app.ops.request_timeout;
+                let deadline = this.deadline.get_or_insert_with(|| this.sleeps.request.take(Instant::now() + timeout));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => AppError::Timeout(timeout).into_response(pending.template, pending.id.as_ref()),
                 }
-            },
+            }
         };
         let pending = this.pending.take().expect("checked above");
         Poll::Ready(finish(this.app, &this.head.method, this.head.version, res, pending))
@@ -224,6 +241,7 @@ where
 /// [`Guarded`] answer.
 struct Guard<'a> {
     app: &'a App,
+    sleeps: Arc<ConnSleeps>,
     head: Head,
     pending: Pending<'a>,
 }
@@ -235,9 +253,8 @@ impl<'a> handlers::Start<'a> for Guard<'a> {
     where
         F: Future<Output = Result<Response<Body>, AppError>> + Send + 'a,
     {
-        let Guard { app, head, pending } = self;
-        let deadline = tokio::time::sleep(app.ops.request_timeout);
-        Answer::Later(Box::pin(Guarded { work, deadline, app, head, pending: Some(pending) }))
+        let Guard { app, sleeps, head, pending } = self;
+        Answer::Later(Box::pin(Guarded { work, deadline: None, sleeps, app, head, pending: Some(pending) }))
     }
 }
 

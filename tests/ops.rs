@@ -177,6 +177,17 @@ fn slow_handlers_answer_503_at_the_request_timeout() {
     assert_eq!(res.header("retry-after"), Some("1"));
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
     assert_eq!(conn.request("GET", "/__test/sleep?ms=10").status, 200);
+    // The connection reuses its timeout's sleep (src/sleeps.rs): a later request gets the whole
+    // timeout again, whether the kept sleep's old deadline has passed meanwhile or not.
+    for pause in [Duration::ZERO, Duration::from_millis(400)] {
+        std::thread::sleep(pause);
+        let started = Instant::now();
+        let res = conn.request("GET", "/__test/sleep?ms=5000");
+        let took = started.elapsed();
+        assert_eq!(res.status, 503, "{}", res.text());
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "after {pause:?}: {took:?}");
+        assert_eq!(conn.request("GET", "/__test/sleep?ms=10").status, 200);
+    }
 }
 
 /// A client that goes away while its request is being answered leaves the in-flight gauge as

@@ -11,12 +11,21 @@
 //! the answer itself: 431 for an oversized head or too many headers, 400 otherwise, then closes.
 //! hyper would shut the write side down before returning that error, so the stream it gets
 //! ([`NoShutdown`]) leaves the FIN to the close that follows.
+//!
+//! With HTTP/2 enabled, a connection with no request running for the header timeout is closed
+//! ([`Activity`]; GOAWAY for HTTP/2), as hyper closes an idle HTTP/1.1 one; that includes a
+//! connection that never sends the bytes telling HTTP/1.1 from the HTTP/2 preface. HTTP/2's
+//! own limits (streams, header list, reset floods, windows, pings) are set in
+//! [`Protocols::new`].
 
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,14 +34,15 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::causes::Chain;
 use crate::config::{DEFAULT_MAX_HEADERS, HttpSettings};
 use crate::error::problem_json;
 use crate::server::runtime::Worker;
-use crate::server::timer::LazyTimer;
+use crate::server::timer::ConnTimer;
 use crate::service;
-use crate::shutdown::{Phase, reached};
+use crate::sleeps::ConnSleeps;
 
 /// The connection builders of one worker, built once from the settings;
 /// [`serve`] borrows them for each accepted connection.
@@ -40,11 +50,43 @@ pub struct Protocols {
     http1: http1::Builder,
     /// Set when HTTP/2 (prior knowledge) is enabled: serves HTTP/1.1 and h2c on one port.
     auto: Option<auto::Builder<TokioExecutor>>,
+    /// The header read timeout, which with HTTP/2 enabled also bounds a connection's idle
+    /// time (see [`Activity`]).
+    header_read_timeout: Duration,
 }
 
+/// Streams a client may open and reset before the server has accepted them, at any one time,
+/// before the connection is closed with GOAWAY ENHANCE_YOUR_CALM. This is the "rapid reset"
+/// flood of CVE-2023-44487: a reset frees the stream's concurrency slot at once, so
+/// `max_concurrent_streams` alone bounds nothing against it. h2's own default, pinned here so
+/// an upgrade cannot loosen it: a well-behaved client cancels a request now and then, never
+/// dozens before the server has even seen them.
+const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// Streams the server may reset for the client's faults (a stream past the concurrency limit
+/// refused, a malformed header block) over one connection's life before it is closed with
+/// GOAWAY ENHANCE_YOUR_CALM (RUSTSEC-2024-0003: without a bound a client makes the server
+/// write resets forever). hyper's default, pinned.
+const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// Flow-control windows a client may fill before the server reads: per stream and per
+/// connection, hence what one connection can make the server hold unread at once. 1 MiB (the
+/// default `--max-body-bytes`) lets a whole body arrive in one round trip; hyper's default,
+/// pinned.
+const H2_WINDOW_BYTES: u32 = 1 << 20;
+
+/// How much response data hyper queues per stream ahead of the client's flow-control window.
+/// Responses are complete in memory before they are sent, so this bounds nothing a client
+/// controls; hyper's default, pinned.
+const H2_MAX_SEND_BUF_BYTES: usize = 400 * 1024;
+
 /// The HTTP/1 settings both builders share, applied alike to hyper's HTTP/1 builder and to the
-/// HTTP/1 side of hyper-util's auto builder (two types with the same methods). The head-size
-/// limit is set apart: only hyper's own builder has `max_header_size`.
+/// HTTP/1 side of hyper-util's auto builder (two types with the same methods). Where they
+/// differ: the head-size limit is set apart, since only hyper's own builder has
+/// `max_header_size` (the auto builder bounds its buffer instead, which also makes it flush
+/// gathered pipelined answers at that size rather than hyper's ~400 KiB); and the auto builder
+/// reads a connection's first bytes before hyper's header timer starts, with no timeout of
+/// its own, which [`Activity`] bounds by the same timeout.
 macro_rules! configure_http1 {
     ($builder:expr, $http:expr) => {{
         let (b, http): (_, &HttpSettings) = ($builder, $http);
@@ -53,7 +95,7 @@ macro_rules! configure_http1 {
         if http.max_headers != DEFAULT_MAX_HEADERS {
             b.max_headers(http.max_headers);
         }
-        b.timer(LazyTimer)
+        b.timer(ConnTimer::default())
             .header_read_timeout(http.header_read_timeout)
             .keep_alive(true)
             // Pipelined requests: answers are gathered and flushed together.
@@ -74,10 +116,31 @@ impl Protocols {
             // to one read before hyper answers 431. hyper asserts at least 8 KiB (config.rs
             // refuses less; the max keeps a library caller from the panic).
             b.http1().max_buf_size(http.max_head_bytes.max(8192));
-            b.http2().timer(TokioTimer::new());
+            b.http2()
+                .timer(TokioTimer::new())
+                // Beyond it a compliant client waits; one that does not has its extra streams
+                // refused (REFUSED_STREAM, counted below). Bounds the handlers and request
+                // bodies one connection holds at once (config.rs).
+                .max_concurrent_streams(http.http2_max_concurrent_streams)
+                // The HTTP/1 head bound, applied to the decoded header list (names, values and
+                // RFC 9113's 32 bytes per field): past it the stream gets 431 and the
+                // connection carries on; past four times it, h2 closes the connection.
+                // (One header value past `--max-header-bytes` gets the service's 431, as with
+                // HTTP/1; `--max-headers` is HTTP/1's only: here the list size bounds the count.)
+                .max_header_list_size(u32::try_from(http.max_head_bytes).unwrap_or(u32::MAX))
+                .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+                .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+                .initial_stream_window_size(H2_WINDOW_BYTES)
+                .initial_connection_window_size(H2_WINDOW_BYTES)
+                .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
+                // A client with requests open that does not answer a ping within the header
+                // timeout is gone (or stalling on purpose): the connection is closed instead
+                // of waiting for TCP to notice (minutes). Idle connections are closed apart.
+                .keep_alive_interval(http.header_read_timeout)
+                .keep_alive_timeout(http.header_read_timeout);
             b
         });
-        Protocols { http1, auto }
+        Protocols { http1, auto, header_read_timeout: http.header_read_timeout }
     }
 }
 
@@ -153,19 +216,26 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }
+    let protocols = &worker.protocols;
+    // Polled beside hyper each time the connection wakes, so cheap to poll (see `Finishing`).
+    let finishing = app.shared.shutdown.finishing_connections();
+    tokio::pin!(finishing);
     // See the module doc: for answering requests hyper could not parse.
     let spare = socket2::SockRef::from(&stream).try_clone().ok();
     let io = TokioIo::new(NoShutdown(stream));
-    let svc = service_fn(move |req| service::handle(app, req));
-    let mut shutdown = app.shared.shutdown.subscribe();
-    // Both connection types answer the same way to shutdown: finish gracefully.
+    // Both connection types answer the same way to shutdown: finish gracefully. `$idle`
+    // resolves when the connection has been idle too long: it is closed gracefully then.
     macro_rules! until_done_or_shutdown {
-        ($conn:expr) => {{
+        ($conn:expr, $idle:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => r,
-                _ = reached(&mut shutdown, Phase::Draining) => {
+                () = $idle => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+                () = finishing.as_mut() => {
                     // A busy connection closes after its next answer (service.rs adds
                     // `Connection: close` while draining). An idle one gets a moment for a
                     // request already on its way, then closes.
@@ -180,9 +250,30 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
             }
         }};
     }
-    let result = match &worker.protocols.auto {
-        Some(auto) => until_done_or_shutdown!(auto.serve_connection(io, svc)),
-        None => until_done_or_shutdown!(worker.protocols.http1.serve_connection(io, svc)).map_err(Into::into),
+    let sleeps = Arc::new(ConnSleeps::default());
+    let result = match &protocols.auto {
+        Some(auto) => {
+            // This connection's own timer, reusing its sleeps (server/timer.rs).
+            let mut auto = auto.clone();
+            auto.http1().timer(ConnTimer::new(Arc::clone(&sleeps)));
+            let activity = Arc::new(Activity::new());
+            let tracked = Arc::clone(&activity);
+            let svc = service_fn(move |req| {
+                let running = Running::new(&tracked);
+                service::handle(app, &sleeps, req).map(move |answer| {
+                    drop(running);
+                    answer
+                })
+            });
+            until_done_or_shutdown!(auto.serve_connection(io, svc), activity.idle_for(protocols.header_read_timeout))
+        }
+        None => {
+            // hyper's header timer closes an idle HTTP/1.1 connection by itself.
+            let mut http1 = protocols.http1.clone();
+            http1.timer(ConnTimer::new(Arc::clone(&sleeps)));
+            let svc = service_fn(move |req| service::handle(app, &sleeps, req));
+            until_done_or_shutdown!(http1.serve_connection(io, svc), std::future::pending()).map_err(Into::into)
+        }
     };
     if let Err(e) = result {
         // Client resets, header timeouts and malformed requests end here; none is the server's fault.
@@ -190,6 +281,66 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
         if let (Some(err), Some(socket)) = (e.downcast_ref::<hyper::Error>(), spare) {
             answer_unparsable(err, socket);
         }
+    }
+}
+
+/// The requests of one connection served with HTTP/2 enabled, for closing it once idle. hyper
+/// closes an idle HTTP/1.1 connection at the header timeout, but keeps an idle HTTP/2 one open
+/// for as long as its client answers pings; and hyper-util's auto builder waits for the bytes
+/// that tell HTTP/1.1 from the HTTP/2 preface with no timeout (hyper's header timer starts
+/// after them), so without this a client sending nothing, or half a preface, would hold its
+/// connection and its place under `--max-connections` for good. Closing an idle connection
+/// gracefully cancels that wait.
+struct Activity {
+    opened: Instant,
+    /// Handlers running now (HTTP/2 streams whose answer is not ready yet).
+    running: AtomicUsize,
+    /// When the last handler ended, in milliseconds since `opened`.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { opened: Instant::now(), running: AtomicUsize::new(0), last_ms: AtomicU64::new(0) }
+    }
+
+    /// Resolves once no handler has run for `limit` (checked again every `limit` while one runs).
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.last_ms.load(Ordering::Acquire);
+            match Duration::from_millis(last).checked_add(limit).and_then(|d| self.opened.checked_add(d)) {
+                Some(at) => tokio::time::sleep_until(at).await,
+                // Past any instant the clock can express: never idle.
+                None => std::future::pending().await,
+            }
+            if self.running.load(Ordering::Acquire) == 0 {
+                if self.last_ms.load(Ordering::Acquire) == last {
+                    return;
+                }
+            } else {
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+}
+
+/// One handler of an [`Activity`] running, from its request until its answer is ready (or
+/// hyper drops it when the client resets the stream).
+struct Running(Arc<Activity>);
+
+impl Running {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.running.fetch_add(1, Ordering::AcqRel);
+        Running(Arc::clone(activity))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let ms = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_ms.store(ms, Ordering::Release);
+        activity.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
