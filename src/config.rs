@@ -348,7 +348,7 @@ pub struct DbConfig {
 impl std::fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &describe_database_url(&self.url))
             .field("pool_size", &self.pool_size)
             .field("shared_conns", &self.shared_conns)
             .field("mode", &self.mode)
@@ -359,20 +359,42 @@ impl std::fmt::Debug for DbConfig {
     }
 }
 
-/// The URL with any password replaced, for logs.
-pub fn redact_url(url: &str) -> String {
-    // postgres://user:secret@host/db → postgres://user:***@host/db
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+/// The connection settings `DATABASE_URL` names, for logs: hosts, ports, user, database and
+/// the options that matter, parsed the way tokio-postgres parses them (a URL, with the password
+/// in its user part or as `?password=`, or a `key=value` string), never the password itself.
+/// A string that does not parse is not shown at all: where its password is cannot be known.
+pub fn describe_database_url(url: &str) -> String {
+    use std::fmt::Write;
+    use tokio_postgres::config::Host;
+
+    let Ok(pg) = url.parse::<tokio_postgres::Config>() else {
+        return "(not a valid connection string; not shown)".to_owned();
     };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_owned(),
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = pg.get_ports().iter().map(u16::to_string).collect();
+    let mut out = format!("host={} port={}", hosts.join(","), ports.join(","));
+    if let Some(user) = pg.get_user() {
+        let _ = write!(out, " user={user}");
     }
+    if let Some(db) = pg.get_dbname() {
+        let _ = write!(out, " dbname={db}");
+    }
+    if let Some(name) = pg.get_application_name() {
+        let _ = write!(out, " application_name={name}");
+    }
+    let _ = write!(out, " sslmode={:?}", pg.get_ssl_mode());
+    if let Some(t) = pg.get_connect_timeout() {
+        let _ = write!(out, " connect_timeout={t:?}");
+    }
+    out.push_str(if pg.get_password().is_some() { " password=(set, not shown)" } else { " password=(none)" });
+    out
 }
 
 impl DbArgs {
@@ -494,11 +516,25 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("host=x"), "host=x");
-        let dbg = format!("{:?}", parse(&["--database-url", "postgres://a:pw@h/d"]).unwrap().serve.db.to_config());
-        assert!(!dbg.contains("pw"), "{dbg}");
+    fn passwords_never_reach_the_description_of_the_connection_string() {
+        for url in [
+            "postgres://u:s3cr3t@h:5433/db",
+            "postgresql://u:s3cr3t@h1,h2:5433,5434/db?application_name=x",
+            "postgres://u@h/db?password=s3cr3t",
+            "postgres://u@h/db?sslmode=disable&password=s3cr3t&connect_timeout=5",
+            "host=h port=5433 user=u password=s3cr3t dbname=db",
+            "host=h user=u password='s3 cr3t' dbname=db",
+        ] {
+            let text = describe_database_url(url);
+            assert!(!text.contains("s3cr3t") && !text.contains("cr3t"), "{url} -> {text}");
+            assert!(text.contains("user=u") && text.contains("password=(set, not shown)"), "{url} -> {text}");
+            let debug = format!("{:?}", DbConfig { url: url.to_owned(), ..parse(&[]).unwrap().serve.db.to_config() });
+            assert!(!debug.contains("s3cr3t"), "{debug}");
+        }
+        assert!(describe_database_url("postgres://u:s3cr3t@h:5433/db").contains("host=h port=5433"));
+        assert!(describe_database_url("postgres://u@h/db").contains("password=(none)"));
+        // Unparsable: nothing of it is shown (its password could be anywhere in it).
+        let bad = describe_database_url("postgres://u:s3cr3t@h:notaport/db");
+        assert!(!bad.contains("s3cr3t") && bad.contains("not shown"), "{bad}");
     }
 }

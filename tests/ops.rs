@@ -264,3 +264,25 @@ fn the_statement_budget_serves_every_row_and_comes_back_whole() {
     }
     assert_eq!(in_flight(), 0.0, "every permit is given back");
 }
+
+/// The configuration logged at start names the database without its password, in each form
+/// tokio-postgres accepts: in the URL's user part, as `?password=`, and as `key=value`.
+#[test]
+fn the_start_up_log_never_shows_the_database_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for url in [
+        format!("postgres://someone:s3cr3t-pw@127.0.0.1:{port}/bareapi"),
+        format!("postgres://someone@127.0.0.1:{port}/bareapi?password=s3cr3t-pw"),
+        format!("host=127.0.0.1 port={port} user=someone password=s3cr3t-pw dbname=bareapi"),
+    ] {
+        // No database listens there; without migrations the server starts anyway.
+        let server = Server::start_with_db(&["--no-migrate"], &url);
+        assert_eq!(server.get("/healthz").status, 200);
+        let logs = [server.start_up.clone(), server.drain_logs()].concat().join("\n");
+        let config =
+            logs.lines().find(|l| l.contains("starting")).unwrap_or_else(|| panic!("no start-up line: {logs}"));
+        assert!(config.contains("user=someone") && config.contains(&format!("port={port}")), "{config}");
+        assert!(config.contains("password=(set, not shown)"), "{config}");
+        assert!(!logs.contains("s3cr3t"), "{url}: the password reached the log: {logs}");
+    }
+}

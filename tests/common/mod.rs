@@ -45,6 +45,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Log lines the server printed after it started listening.
     pub logs: mpsc::Receiver<String>,
+    /// Log lines the server printed before (the configuration, migrations, warnings).
+    #[allow(dead_code)] // read by some test binaries only
+    pub start_up: Vec<String>,
 }
 
 impl Server {
@@ -95,6 +98,7 @@ impl Server {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut start_up = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -106,13 +110,14 @@ impl Server {
             };
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return Server { child, addr, logs: rx };
+                return Server { child, addr, logs: rx, start_up };
             }
             if line.contains("\"message\":\"listening\"") {
                 let rest = line.split("\"addr\":\"").nth(1).expect("JSON listening line has addr");
                 let addr = rest.split('"').next().unwrap().parse().unwrap();
-                return Server { child, addr, logs: rx };
+                return Server { child, addr, logs: rx, start_up };
             }
+            start_up.push(line);
         }
     }
 
