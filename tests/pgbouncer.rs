@@ -19,22 +19,28 @@ struct PgBouncer {
     port: u16,
 }
 
-/// `postgres://user@host:port/db` of the test database, split.
-fn parts(url: &str) -> (String, String, String, String) {
+/// `postgres://user[:password]@host:port/db` of the test database, split (the password
+/// empty when there is none).
+fn parts(url: &str) -> (String, String, String, String, String) {
     let rest = url.strip_prefix("postgres://").expect("postgres:// URL");
-    let (user, rest) = rest.split_once('@').expect("user@");
+    let (userinfo, rest) = rest.split_once('@').expect("user@");
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let (hostport, db) = rest.split_once('/').expect("/db");
     let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-    (user.split(':').next().unwrap().to_owned(), host.to_owned(), port.to_owned(), db.to_owned())
+    (user.to_owned(), password.to_owned(), host.to_owned(), port.to_owned(), db.to_owned())
 }
 
 fn start_pgbouncer() -> PgBouncer {
-    let (user, host, pg_port, db) = parts(&common::database_url());
+    let (user, password, host, pg_port, db) = parts(&common::database_url());
+    // PgBouncer logs in to PostgreSQL with the cluster's password (scripts/pg.sh); its own
+    // clients, on 127.0.0.1 only, are trusted.
+    // (`user=` too: without it PgBouncer logs in with the auth file's empty password.)
+    let password = if password.is_empty() { String::new() } else { format!(" user={user} password={password}") };
     let port = free_port();
     let dir = private_dir("pgbouncer");
     let d = dir.display();
     let ini = format!(
-        "[databases]\n{db} = host={host} port={pg_port} dbname={db}\n\n[pgbouncer]\n\
+        "[databases]\n{db} = host={host} port={pg_port} dbname={db}{password}\n\n[pgbouncer]\n\
          listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
          auth_type = trust\nauth_file = {d}/userlist.txt\n\
          pool_mode = session\nmax_client_conn = 200\ndefault_pool_size = 40\n\
@@ -59,7 +65,7 @@ fn start_pgbouncer() -> PgBouncer {
 #[test]
 fn every_route_reads_and_writes_through_pgbouncer_in_session_mode() {
     let bouncer = start_pgbouncer();
-    let (user, _, _, db) = parts(&common::database_url());
+    let (user, _, _, _, db) = parts(&common::database_url());
     let url = format!("postgres://{user}@127.0.0.1:{}/{db}", bouncer.port);
     // The connection budget is read through the pooler too: pools bigger than the server's
     // max_connections are refused.
