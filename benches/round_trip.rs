@@ -26,7 +26,7 @@ fn app() -> App {
         recycle_timeout: Duration::from_millis(10),
     };
     let db = Db::new(&db_cfg, 1, 1).unwrap();
-    let shared = Arc::new(Shared::new().unwrap());
+    let shared = Arc::new(Shared::new(bareapi::routes::MetricsOn::PublicPort).unwrap());
     App::new(
         db,
         shared,

@@ -10,7 +10,7 @@ use crate::config::{OpsSettings, UsersSettings};
 use crate::db::Db;
 use crate::metrics::{Metrics, Shard, Writers};
 use crate::router::{RouteError, Router};
-use crate::routes::{self, Endpoint};
+use crate::routes::{self, Endpoint, MetricsOn};
 use crate::shutdown::Shutdown;
 
 /// Process-wide state shared by every worker.
@@ -25,8 +25,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new() -> Result<Shared, RouteError> {
-        let router = routes::router()?;
+    pub fn new(metrics_on: MetricsOn) -> Result<Shared, RouteError> {
+        let router = routes::router(metrics_on)?;
         let metrics = Metrics::new(router.templates());
         Ok(Shared {
             router,

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BAREAPI_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// Serve /metrics (and /healthz) on this address instead of the public port.
+    #[arg(long, env = "BAREAPI_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Worker count; defaults to the cores this process may run on (so `taskset` is honoured).
     #[arg(long, env = "BAREAPI_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
@@ -279,6 +283,8 @@ fn parse_positive_usize(s: &str) -> Result<usize, String> {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where /metrics is served; `None`: on the public port.
+    pub metrics_listen: Option<SocketAddr>,
     pub workers: usize,
     pub runtime: RuntimeMode,
     pub pin_cores: bool,
@@ -426,8 +432,12 @@ impl ServeArgs {
         if self.backlog == 0 {
             return Err("--backlog must be at least 1".to_owned());
         }
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err("--metrics-listen must differ from --listen".to_owned());
+        }
         Ok(ServerConfig {
             listen: self.listen,
+            metrics_listen: self.metrics_listen,
             workers,
             runtime: self.runtime,
             pin_cores: self.pin_cores,
@@ -513,6 +523,18 @@ mod tests {
         let cli = parse(&["--pool-size", "2", "--shared-conns", "3"]).unwrap();
         let err = cli.serve.to_config().unwrap_err();
         assert!(err.contains("--shared-conns"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_must_differ_from_listen() {
+        let cfg = |args: &[&str]| parse(args).unwrap().serve.to_config();
+        assert!(cfg(&["--listen", "127.0.0.1:8080", "--metrics-listen", "127.0.0.1:8080"]).is_err());
+        let ok = cfg(&["--listen", "127.0.0.1:8080", "--metrics-listen", "127.0.0.1:9090"]).unwrap();
+        assert_eq!(ok.metrics_listen.map(|a| a.port()), Some(9090));
+        // Port 0 twice: two different free ports.
+        assert!(cfg(&["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]).is_ok());
+        assert_eq!(cfg(&[]).unwrap().metrics_listen, None);
+        assert!(parse(&["--metrics-listen", "nowhere"]).is_err());
     }
 
     #[test]

@@ -64,9 +64,23 @@ const TEST_ROUTES: &[(Method, &str, Endpoint)] =
 #[cfg(not(feature = "test-hooks"))]
 const TEST_ROUTES: &[(Method, &str, Endpoint)] = &[];
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsOn {
+    /// On the public port with every other route (the default).
+    PublicPort,
+    /// On a listener of its own (`--metrics-listen`): the public port answers 404 for it.
+    OwnListener,
+}
+
 /// The router over [`ROUTES`] (and the test routes in `test-hooks` builds). Built once, at
 /// start-up, and shared by every worker.
-pub fn router() -> Result<Router<Endpoint>, RouteError> {
-    let routes: Vec<_> = ROUTES.iter().chain(TEST_ROUTES).cloned().collect();
+pub fn router(metrics: MetricsOn) -> Result<Router<Endpoint>, RouteError> {
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .chain(TEST_ROUTES)
+        .filter(|(_, _, endpoint)| metrics == MetricsOn::PublicPort || *endpoint != Endpoint::Metrics)
+        .cloned()
+        .collect();
     Router::new(&routes)
 }

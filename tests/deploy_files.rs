@@ -150,15 +150,42 @@ fn the_dockerfile_and_manifests_agree_with_the_server() {
     // Started with exactly this configuration (the database and a free port swapped in), the
     // server comes up, and every probed path answers 200.
     let mut env: Vec<(String, String)> = denv.into_iter().collect();
-    env.extend(kenv.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    env.extend(kenv.clone().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!((cmd[0].as_str(), args[0].as_str()), ("serve", "serve"));
-    let flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let mut flags: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    // The metrics listener on a free port too (the flag overrides the manifest's variable).
+    let metrics_port: u16 =
+        kenv["BAREAPI_METRICS_LISTEN"].as_deref().unwrap().parse::<std::net::SocketAddr>().unwrap().port();
+    assert!(k8s.contains(&format!("name: metrics\n              containerPort: {metrics_port}")), "metrics port");
+    assert!(k8s.contains(&format!("prometheus.io/port: \"{metrics_port}\"")), "scrape port");
+    flags.extend(["--metrics-listen", "127.0.0.1:0"]);
     let mut server = Server::start_with_env(&flags, &env_refs);
-    for path in yaml_values(&k8s, "path") {
-        let res = server.get(path);
-        assert_eq!(res.status, 200, "probe {path}: {}", res.text());
+    let metrics_addr: std::net::SocketAddr = server
+        .start_up
+        .iter()
+        .find_map(|l| l.split("\"metrics_addr\":\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the metrics listener's address in the start-up log")
+        .parse()
+        .unwrap();
+    // Each probe on the port it names.
+    let lines: Vec<&str> = k8s.lines().map(str::trim).collect();
+    let probes: Vec<(&str, &str)> =
+        lines.windows(2).filter_map(|w| Some((w[0].strip_prefix("path: ")?, w[1].strip_prefix("port: ")?))).collect();
+    assert!(probes.len() >= 2, "{probes:?}");
+    for (path, port) in probes {
+        let at = match port {
+            "http" => server.addr,
+            "metrics" => metrics_addr,
+            other => panic!("probe {path} on unknown port {other}"),
+        };
+        let res = common::Conn::new(at).request("GET", path);
+        assert_eq!(res.status, 200, "probe {path} on {port}: {}", res.text());
     }
+    // Metrics where the scraper looks, and not on the public port.
+    assert_eq!(common::Conn::new(metrics_addr).request("GET", "/metrics").status, 200);
+    assert_eq!(server.get("/metrics").status, 404);
     server.terminate();
     let status = server.wait_exit(Duration::from_millis(drain_ms)).expect("exits within the drain time");
     assert!(status.success());

@@ -72,6 +72,9 @@ fn rolling_restart_behind_nginx_loses_no_request() {
     let nginx_port = free_port();
     let nginx = start_nginx(nginx_port, addrs);
     let front: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
+    // The instances serve /metrics on their public port here; nginx does not pass it on.
+    assert_eq!(instances[0].get("/metrics").status, 200);
+    assert_eq!(common::Conn::new(front).request("GET", "/metrics").status, 404);
     let load = Load::start(front, 12, MIXED_PATHS);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..2 {

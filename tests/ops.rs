@@ -286,3 +286,37 @@ fn the_start_up_log_never_shows_the_database_password() {
         assert!(!logs.contains("s3cr3t"), "{url}: the password reached the log: {logs}");
     }
 }
+
+/// With `--metrics-listen`, `/metrics` moves to its own listener (with `/healthz`): the public
+/// port answers 404 for it, and the metrics listener serves nothing else.
+#[test]
+fn metrics_listen_moves_metrics_off_the_public_port() {
+    let server = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let line = server.start_up.iter().find(|l| l.contains("metrics_addr=")).expect("metrics listener logged");
+    let addr: std::net::SocketAddr =
+        line.split("metrics_addr=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert_ne!(addr, server.addr);
+    assert_eq!(server.get("/plaintext").status, 200);
+    let public = server.get("/metrics");
+    assert_eq!(public.status, 404, "{}", public.text());
+    assert_eq!(server.get("/healthz").status, 200, "liveness stays on the public port too");
+    assert_eq!(server.get("/readyz").status, 200);
+
+    let mut ops = Conn::new(addr);
+    let res = ops.request("GET", "/metrics");
+    assert_eq!(res.status, 200);
+    res.assert_standard_headers();
+    let text = res.text().to_owned();
+    let plaintext = samples(&text)
+        .into_iter()
+        .find(|(s, _)| s.starts_with("bareapi_http_requests_total{") && s.contains("route=\"/plaintext\""))
+        .map(|(_, v)| v);
+    assert_eq!(plaintext, Some(1.0), "the public port's requests are counted: {text}");
+    assert_eq!(ops.request("GET", "/healthz").status, 200);
+    for (method, path, status) in [("GET", "/readyz", 404), ("GET", "/plaintext", 404), ("POST", "/metrics", 405)] {
+        let res = ops.request(method, path);
+        assert_eq!(res.status, status, "{method} {path}: {}", res.text());
+        assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    }
+    assert_eq!(ops.request("POST", "/metrics").header("allow"), Some("GET, HEAD"));
+}

@@ -58,7 +58,9 @@ fn tcp_connections_need_the_clusters_password() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.join("bareapi.password")), 0o600);
     assert_eq!(mode(&dir), 0o700);
-    assert!(std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".s.PGSQL.")));
+    assert!(
+        std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".s.PGSQL."))
+    );
 
     // Started again, the same URL.
     pg(&["stop", dir.to_str().unwrap()]);

@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 fn router() -> Router<Endpoint> {
-    routes::router().expect("the route table builds")
+    routes::router(routes::MetricsOn::PublicPort).expect("the route table builds")
 }
 
 /// Runs `check` on `cases` inputs from `strategy` (panicking with proptest's shrunk input when

@@ -189,7 +189,13 @@ mod tests {
             request_ids: true,
         };
         let users = UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1024 };
-        App::new(Db::new(&db, 1, 1).unwrap(), Arc::new(Shared::new().unwrap()), users, ops, Writers::One)
+        App::new(
+            Db::new(&db, 1, 1).unwrap(),
+            Arc::new(Shared::new(crate::routes::MetricsOn::PublicPort).unwrap()),
+            users,
+            ops,
+            Writers::One,
+        )
     }
 
     /// The work planned for `GET`/`PATCH`/... `target`, matched by the real route table.

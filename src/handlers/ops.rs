@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::app::App;
+use crate::app::{App, Shared};
 use crate::error::AppError;
 use crate::http::{APPLICATION_JSON, Body, response};
 
@@ -39,5 +39,11 @@ pub async fn readyz(app: &App) -> Result<Response<Body>, AppError> {
 
 /// `GET /metrics`: the Prometheus text format.
 pub fn metrics(app: &App) -> Response<Body> {
-    response(StatusCode::OK, PROMETHEUS_TEXT, Bytes::from(app.shared.metrics.render()))
+    metrics_of(&app.shared)
+}
+
+/// The metrics answer from the process-wide state alone (the `--metrics-listen` listener has
+/// no worker's `App`).
+pub fn metrics_of(shared: &Shared) -> Response<Body> {
+    response(StatusCode::OK, PROMETHEUS_TEXT, Bytes::from(shared.metrics.render()))
 }

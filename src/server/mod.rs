@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod listener;
+pub mod ops_listener;
 pub mod runtime;
 pub mod timer;
 
@@ -14,6 +15,7 @@ use crate::cache::WorldCache;
 use crate::causes::Chain;
 use crate::config::{DbConfig, ServerConfig};
 use crate::db::{budget, migrate, pool::pg_config};
+use crate::routes::MetricsOn;
 use listener::Listeners;
 use runtime::WorkerSetup;
 
@@ -124,9 +126,19 @@ pub fn run(
     shutdown: impl Future<Output = Result<(), String>>,
 ) -> Result<(), String> {
     let control = control_runtime()?;
-    let shared = Arc::new(Shared::new().map_err(|e| e.to_string())?);
+    let metrics_on = if cfg.metrics_listen.is_some() { MetricsOn::OwnListener } else { MetricsOn::PublicPort };
+    let shared = Arc::new(Shared::new(metrics_on).map_err(|e| e.to_string())?);
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
     release_start_up_memory();
+    let ops = match cfg.metrics_listen {
+        Some(at) => {
+            let l = control.block_on(tokio::net::TcpListener::bind(at)).map_err(|e| format!("binding {at}: {e}"))?;
+            let bound = l.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(metrics_addr = %bound, "metrics and liveness listening");
+            Some(l)
+        }
+        None => None,
+    };
     let listeners = bind(&cfg)?;
     let addr = listeners.local_addr().map_err(|e| e.to_string())?;
     let running = start_workers(&cfg, listeners, &shared)?;
@@ -136,7 +148,19 @@ pub fn run(
     };
     tracing::info!(%addr, workers, runtime = layout, "listening");
     // Without its shutdown signal the server cannot be stopped cleanly: exit with the error.
-    control.block_on(shutdown)?;
+    // The operations listener (if any) is served here meanwhile, and stops with it.
+    control.block_on(async {
+        match ops {
+            Some(l) => {
+                let serving = ops_listener::serve(l, Arc::clone(&shared), cfg.http.header_read_timeout);
+                tokio::select! {
+                    r = shutdown => r,
+                    () = serving => Ok(()),
+                }
+            }
+            None => shutdown.await,
+        }
+    })?;
     tracing::info!(drain_timeout = ?cfg.ops.drain_timeout, "shutdown signal received; draining");
     shared.shutdown.begin();
     running.join();
