@@ -163,6 +163,10 @@ pub struct PoolFigures {
 /// Reads a worker's pool figures at scrape time.
 pub type PoolProbe = Box<dyn Fn() -> PoolFigures + Send + Sync>;
 
+/// Shared database connections retired for not answering (see `db::pool`), over the process.
+/// Counted where it happens, which is rare, rather than read from each pool at scrape time.
+pub static DB_CONNECTIONS_RETIRED: AtomicU64 = AtomicU64::new(0);
+
 /// All shards of the process and the labels they are keyed by.
 pub struct Metrics {
     /// Route labels by template index; the last one is for requests no route matched.
@@ -203,6 +207,11 @@ impl Metrics {
         self.render_requests(&shards, &mut out);
         render_connection_gauges(&shards, &mut out);
         self.render_pools(&mut out);
+        let _ = write!(
+            out,
+            "# HELP bareapi_db_connections_retired_total Shared database connections retired because they stopped answering.\n# TYPE bareapi_db_connections_retired_total counter\nbareapi_db_connections_retired_total {}\n",
+            DB_CONNECTIONS_RETIRED.load(Ordering::Relaxed)
+        );
         let _ = write!(
             out,
             "# HELP bareapi_build_info Build information.\n# TYPE bareapi_build_info gauge\nbareapi_build_info{{version=\"{}\"}} 1\n",
@@ -331,5 +340,17 @@ mod tests {
         assert_eq!(class_index(599), 4);
         assert_eq!(class_index(999), 4);
         assert_eq!(class_index(0), 0);
+    }
+
+    #[test]
+    fn retired_database_connections_are_a_counter() {
+        let before = Metrics::new(vec!["/a"]).render();
+        assert!(before.contains("# TYPE bareapi_db_connections_retired_total counter\n"), "{before}");
+        let seen = |text: &str| -> u64 {
+            let line = text.lines().find(|l| l.starts_with("bareapi_db_connections_retired_total ")).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        DB_CONNECTIONS_RETIRED.fetch_add(1, Ordering::Relaxed);
+        assert!(seen(&Metrics::new(vec!["/a"]).render()) > seen(&before));
     }
 }

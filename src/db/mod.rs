@@ -27,6 +27,8 @@ pub enum DbError {
     /// A migration's SQL failed; `foreign` when PostgreSQL said an object it creates already
     /// exists although `schema_migrations` does not record it: a schema bareapi did not make.
     Migration { name: &'static str, source: tokio_postgres::Error, foreign: bool },
+    /// A connection gave no answer in time: `what` was waiting for it for `after`.
+    Stalled { what: &'static str, after: std::time::Duration },
 }
 
 /// What to do when the database holds a schema bareapi did not make.
@@ -50,6 +52,7 @@ impl std::fmt::Display for DbError {
                 }
                 Ok(())
             }
+            DbError::Stalled { what, after } => write!(f, "stalled: {what} got no answer within {after:?}"),
         }
     }
 }
@@ -74,6 +77,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         let e = match self {
             DbError::Pool(_) => return true,
+            DbError::Stalled { .. } => return true,
             DbError::Query(e) | DbError::Migration { source: e, .. } => e,
         };
         if e.is_closed() {
@@ -101,6 +105,7 @@ impl DbError {
         match self {
             DbError::Query(e) => matches!(e.code().map(|c| c.code()), Some("40P01" | "40001")),
             DbError::Pool(_) | DbError::Migration { .. } => false,
+            DbError::Stalled { .. } => false,
         }
     }
 }

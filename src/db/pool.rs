@@ -8,13 +8,27 @@
 //! discards it) and replaced by a fresh one from the pool. `checkout` mode is the usual
 //! exclusive checkout per request, kept for measuring the difference.
 //!
+//! A shared connection can also wedge without closing: PostgreSQL or the network stops
+//! answering on one socket while new connections still work. Requests do not look for that (it
+//! would cost every request a clock read); a watcher task per [`Db`] does instead (see
+//! [`Db::warm_up`]): every `--pool-recycle-ms` it sends an empty query down each shared
+//! connection that requests are using, and retires the connection when that probe, answered
+//! after everything sent before it, does not come back within `--pool-recycle-ms` either. A
+//! retired connection takes no more requests, its slot is refilled from the pool by the next
+//! request, and once its last in-flight request lets go (at the latest at the request timeout)
+//! it is taken out of the pool for good and its socket closed.
+//!
 //! Every statement is prepared once per connection, when the connection is taken from the
-//! pool into a [`PreparedClient`]; requests never prepare.
+//! pool into a [`PreparedClient`]; requests never prepare. Preparing has its own timeout
+//! (`--pool-create-ms`), and a connection whose preparation did not finish (timed out, failed
+//! on the connection, or abandoned with its request) is closed instead of going back to the
+//! pool, whose recycle check (is it closed?) would hand a wedged one out again.
 
 use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
@@ -108,6 +122,43 @@ pub struct Db {
     next: AtomicUsize,
     /// Caps the statements in flight over all of this `Db`'s connections.
     statements: StatementBudget,
+    /// How long preparing the statements on a new connection may take (`--pool-create-ms`).
+    prepare_timeout: Duration,
+    /// How often the shared connections in use are probed, and how long a probe may take
+    /// before its connection is retired (`--pool-recycle-ms`).
+    probe_timeout: Duration,
+}
+
+/// A pool connection whose statements are being prepared: closed and taken out of the pool
+/// if dropped before [`Preparing::keep`], whether preparation timed out, failed on the
+/// connection or was abandoned with its request.
+struct Preparing(Option<Object>);
+
+impl Preparing {
+    fn object(&self) -> &Object {
+        self.0.as_ref().expect("kept only once")
+    }
+
+    /// Preparation went through (or PostgreSQL refused a statement, which says nothing
+    /// against the connection): the object goes back to the pool as usual when dropped.
+    fn keep(mut self) -> Object {
+        self.0.take().expect("kept only once")
+    }
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            close(object);
+        }
+    }
+}
+
+/// Takes `object` out of its pool for good and drops it, which aborts its connection task and
+/// so closes the socket (dropped normally, it would go back to the pool, and a tokio-postgres
+/// client being dropped does not end a connection still waiting for answers).
+fn close(object: Object) {
+    drop(Object::take(object));
 }
 
 /// Parses a `DATABASE_URL` into the tokio-postgres configuration, with the connect timeout set
@@ -146,6 +197,8 @@ impl Db {
             shared: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
             next: AtomicUsize::new(0),
             statements: StatementBudget::for_connections(if slots > 0 { slots } else { pool_size }),
+            prepare_timeout: cfg.create_timeout,
+            probe_timeout: cfg.recycle_timeout,
         })
     }
 
@@ -154,10 +207,22 @@ impl Db {
         &self.statements
     }
 
+    /// A pool connection for a shared slot, its statements prepared within `prepare_timeout`.
     async fn checkout(&self) -> Result<PreparedClient, DbError> {
-        let object = self.pool.get().await?;
-        let stmts = Statements::prepare(&object).await?;
-        Ok(PreparedClient { object, stmts })
+        let preparing = Preparing(Some(self.pool.get().await?));
+        let prepared = tokio::time::timeout(self.prepare_timeout, Statements::prepare(preparing.object())).await;
+        match prepared {
+            Ok(Ok(stmts)) => Ok(PreparedClient { object: preparing.keep(), stmts }),
+            // PostgreSQL answered, with an error: the connection itself is fine.
+            Ok(Err(e)) if e.code().is_some() => {
+                drop(preparing.keep());
+                Err(e.into())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                Err(DbError::Stalled { what: "preparing statements on a new connection", after: self.prepare_timeout })
+            }
+        }
     }
 
     /// `checkout` mode: a pool object with its statements from the pool's cache, boxed (see
@@ -180,8 +245,9 @@ impl Db {
         {
             return Ok(Lease::Shared(client));
         }
-        // Empty or broken: take a fresh connection from the pool. The closed one is dropped
-        // once its last in-flight user finishes; the pool's recycle check discards it.
+        // Empty (never filled, or retired by `watch`) or closed: take a fresh connection from
+        // the pool. A closed one is dropped once its last in-flight user finishes; the pool's
+        // recycle check discards it.
         // Boxed: preparing every statement at once is a future of about 17 KiB, and unboxed it
         // would be part of every database handler's future, moved with each request.
         let fresh = Arc::new(Box::pin(self.checkout()).await?);
@@ -189,18 +255,87 @@ impl Db {
         Ok(Lease::Shared(fresh))
     }
 
-    /// Opens the shared connections ahead of the first request. Failures are logged, not
-    /// fatal: the slots are filled on demand later.
+    /// Opens the shared connections ahead of the first request, then watches them until the
+    /// pool is closed (see [`Db::watch`]). Failures to open are logged, not fatal: the slots
+    /// are filled on demand later.
     pub async fn warm_up(&self) {
         for slot in self.shared.iter() {
             match self.checkout().await {
                 Ok(c) => slot.store(Some(Arc::new(c))),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not open a shared database connection yet");
-                    return;
+                    break;
                 }
             }
         }
+        self.watch().await;
+    }
+
+    /// Retires shared connections that stopped answering, and closes retired connections once
+    /// no request uses them any more. Every `probe_timeout`, each shared connection that
+    /// requests are using is sent an empty query; tokio-postgres answers in order, so the probe
+    /// comes back only after everything sent before it. One that does not come back within
+    /// `probe_timeout` means the connection is wedged, or so far behind that the requests on
+    /// it are better off on a fresh one. An idle connection is not probed: the first request
+    /// that finds it wedged makes it busy.
+    ///
+    /// Costs requests nothing: no clock read, lock or counter of their own; a connection is
+    /// busy when its `Arc` has holders other than its slot and this watcher.
+    async fn watch(&self) {
+        if self.shared.is_empty() {
+            return;
+        }
+        let mut retired: Vec<Arc<PreparedClient>> = Vec::new();
+        loop {
+            tokio::time::sleep(self.probe_timeout).await;
+            if self.pool.is_closed() {
+                return;
+            }
+            let probes = futures_util::future::join_all(self.shared.iter().map(|slot| self.probe(slot))).await;
+            retired.extend(probes.into_iter().flatten());
+            retired = retired
+                .into_iter()
+                .filter_map(|c| match Arc::try_unwrap(c) {
+                    Ok(unused) => {
+                        close(unused.object);
+                        tracing::debug!("closed a retired database connection");
+                        None
+                    }
+                    Err(in_use) => Some(in_use),
+                })
+                .collect();
+        }
+    }
+
+    /// Probes the connection in `slot` if requests are using it; the connection when it was
+    /// retired.
+    async fn probe(&self, slot: &ArcSwapOption<PreparedClient>) -> Option<Arc<PreparedClient>> {
+        let client = slot.load_full()?;
+        // Held by the slot and by `client` here, and by nothing else: idle.
+        if Arc::strong_count(&client) <= 2 || client.client().is_closed() {
+            return None;
+        }
+        let cause = match tokio::time::timeout(self.probe_timeout, client.client().simple_query("")).await {
+            Ok(Ok(_)) => return None,
+            // Closed meanwhile: requests replace it themselves.
+            Ok(Err(_)) if client.client().is_closed() => return None,
+            Ok(Err(e)) => DbError::Query(e),
+            Err(_) => {
+                DbError::Stalled { what: "a health probe of a shared connection in use", after: self.probe_timeout }
+            }
+        };
+        // Only if the slot still holds it (a request may have replaced it meanwhile).
+        let swapped = slot.compare_and_swap(&client, None).as_ref().is_some_and(|p| Arc::ptr_eq(p, &client));
+        if !swapped {
+            return None;
+        }
+        crate::metrics::DB_CONNECTIONS_RETIRED.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            error = %cause,
+            in_flight = Arc::strong_count(&client) - 1,
+            "retired a shared database connection; requests use a fresh one, this one is closed once its last request ends"
+        );
+        Some(client)
     }
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {

@@ -1,0 +1,474 @@
+//! A shared database connection that stops answering without closing (PostgreSQL or the network
+//! stalls one socket) is retired and replaced, so traffic recovers within seconds instead of a
+//! third of the requests timing out for good; a new connection whose statement preparation
+//! stalls fails within `--pool-create-ms` instead of hanging; and the stalled sockets are
+//! closed, not leaked.
+//!
+//! The stall comes from a TCP proxy the test controls, between bareapi and PostgreSQL: told to,
+//! it stops forwarding on the connections it already carries while still accepting and
+//! forwarding new ones (or, in a second mode, forwards a new connection's start-up and then
+//! stops), and it never closes a stalled connection itself.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+/// How often the proxy's threads look at their flags while blocked.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One proxied connection.
+struct Link {
+    id: u64,
+    /// Stalled on its own: set in [`Proxy::stall_new_after_startup`] mode once the server's
+    /// first ReadyForQuery went through.
+    stalled_after_startup: AtomicBool,
+    /// bareapi closed its end.
+    closed_by_client: AtomicBool,
+}
+
+struct ProxyState {
+    upstream: SocketAddr,
+    next_id: AtomicU64,
+    /// Connections with a smaller id are stalled.
+    stall_below: AtomicU64,
+    /// New connections forward their start-up, then stall.
+    stall_new_after_startup: AtomicBool,
+    stopping: AtomicBool,
+    links: Mutex<Vec<Arc<Link>>>,
+}
+
+impl ProxyState {
+    fn is_stalled(&self, link: &Link) -> bool {
+        link.id < self.stall_below.load(Ordering::SeqCst) || link.stalled_after_startup.load(Ordering::SeqCst)
+    }
+}
+
+/// A thread-per-direction TCP proxy to PostgreSQL. While a connection is stalled, nothing
+/// PostgreSQL sends reaches bareapi, and what bareapi sends is read and thrown away (so the
+/// proxy notices when bareapi closes its end) but never reaches PostgreSQL.
+struct Proxy {
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ProxyState {
+            upstream,
+            next_id: AtomicU64::new(0),
+            stall_below: AtomicU64::new(0),
+            stall_new_after_startup: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            links: Mutex::new(Vec::new()),
+        });
+        let st = Arc::clone(&state);
+        let acceptor = std::thread::spawn(move || {
+            while !st.stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(st.upstream) else { continue };
+                        let link = Arc::new(Link {
+                            id: st.next_id.fetch_add(1, Ordering::SeqCst),
+                            stalled_after_startup: AtomicBool::new(false),
+                            closed_by_client: AtomicBool::new(false),
+                        });
+                        st.links.lock().unwrap().push(Arc::clone(&link));
+                        let after_startup = st.stall_new_after_startup.load(Ordering::SeqCst);
+                        spawn_pumps(&st, link, client, server, after_startup);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
+                    Err(e) => panic!("proxy accept: {e}"),
+                }
+            }
+        });
+        Proxy { addr, state, acceptor: Some(acceptor) }
+    }
+
+    /// Stops forwarding on every connection open now; new ones pass.
+    fn stall_existing(&self) {
+        let next = self.state.next_id.load(Ordering::SeqCst);
+        self.state.stall_below.store(next, Ordering::SeqCst);
+    }
+
+    /// From now on, new connections get through start-up and authentication and then stall:
+    /// the first statements they send are never answered.
+    fn stall_new_after_startup(&self) {
+        self.state.stall_new_after_startup.store(true, Ordering::SeqCst);
+    }
+
+    /// Stalled connections bareapi has not closed yet.
+    fn stalled_open(&self) -> usize {
+        let links = self.state.links.lock().unwrap();
+        links.iter().filter(|l| self.state.is_stalled(l) && !l.closed_by_client.load(Ordering::SeqCst)).count()
+    }
+
+    /// Connections stalled so far.
+    fn stalled(&self) -> usize {
+        self.state.links.lock().unwrap().iter().filter(|l| self.state.is_stalled(l)).count()
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let userinfo = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+        format!("{scheme}://{userinfo}{}{path}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_pumps(state: &Arc<ProxyState>, link: Arc<Link>, client: TcpStream, server: TcpStream, after_startup: bool) {
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(POLL)).unwrap();
+        s.set_nodelay(true).unwrap();
+    }
+    let (st, l) = (Arc::clone(state), Arc::clone(&link));
+    let (from, to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || pump_up(&st, &l, from, to));
+    let st = Arc::clone(state);
+    std::thread::spawn(move || pump_down(&st, &link, server, client, after_startup));
+}
+
+/// bareapi → PostgreSQL. Reads even while stalled (and drops what it reads), so that bareapi
+/// closing its end is seen; then closes both ends.
+fn pump_up(state: &ProxyState, link: &Link, mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    while !state.stopping.load(Ordering::SeqCst) {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        if !state.is_stalled(link) && to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    link.closed_by_client.store(true, Ordering::SeqCst);
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// PostgreSQL → bareapi. While stalled, reads nothing and sends nothing. With `after_startup`,
+/// forwards whole messages up to and including the first ReadyForQuery, then stalls the link.
+fn pump_down(state: &ProxyState, link: &Link, mut from: TcpStream, mut to: TcpStream, after_startup: bool) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut pending = Vec::new();
+    while !state.stopping.load(Ordering::SeqCst) && !link.closed_by_client.load(Ordering::SeqCst) {
+        if state.is_stalled(link) {
+            std::thread::sleep(POLL);
+            continue;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        if !after_startup {
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            continue;
+        }
+        // Whole messages (type byte, then a length that counts itself), until ReadyForQuery.
+        pending.extend_from_slice(&buf[..n]);
+        let mut sent = 0;
+        while !link.stalled_after_startup.load(Ordering::SeqCst) && pending.len() - sent >= 5 {
+            let len = u32::from_be_bytes(pending[sent + 1..sent + 5].try_into().unwrap()) as usize;
+            if pending.len() - sent < 1 + len {
+                break;
+            }
+            if to.write_all(&pending[sent..sent + 1 + len]).is_err() {
+                return;
+            }
+            if pending[sent] == b'Z' {
+                link.stalled_after_startup.store(true, Ordering::SeqCst);
+            }
+            sent += 1 + len;
+        }
+        pending.drain(..sent);
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+fn upstream() -> SocketAddr {
+    let url = common::database_url();
+    let rest = url.split_once("://").expect("a postgres:// URL").1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    host_port.to_socket_addrs().expect("DATABASE_URL's host:port resolves").next().unwrap()
+}
+
+/// One answered (or failed) request of the load: when it ended and whether it was a 200.
+#[derive(Clone, Copy)]
+struct Outcome {
+    ended: Instant,
+    ok: bool,
+}
+
+/// Client threads sending `GET /db` one after another on kept-alive connections, each outcome
+/// recorded with its time.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut outcomes = Vec::new();
+                    let mut conn: Option<(BufReader<TcpStream>, TcpStream)> = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        if conn.is_none() {
+                            let s = TcpStream::connect(addr).expect("connect to bareapi");
+                            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                            s.set_nodelay(true).unwrap();
+                            conn = Some((BufReader::new(s.try_clone().unwrap()), s));
+                        }
+                        let (reader, writer) = conn.as_mut().unwrap();
+                        let answer = writer
+                            .write_all(b"GET /db HTTP/1.1\r\nHost: load\r\n\r\n")
+                            .ok()
+                            .and_then(|()| read_status(reader));
+                        outcomes.push(Outcome { ended: Instant::now(), ok: answer == Some(200) });
+                        if answer.is_none() {
+                            conn = None;
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all: Vec<Outcome> = self.threads.into_iter().flat_map(|t| t.join().expect("load thread")).collect();
+        all.sort_by_key(|o| o.ended);
+        all
+    }
+}
+
+/// Reads one answer; its status, or `None` when the connection failed.
+fn read_status(reader: &mut BufReader<TcpStream>) -> Option<u16> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            len = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+/// (answered, of which 200) among the outcomes that ended in `[from, from + width)`.
+fn window(outcomes: &[Outcome], from: Instant, width: Duration) -> (usize, usize) {
+    let inside = outcomes.iter().filter(|o| o.ended >= from && o.ended < from + width);
+    inside.fold((0, 0), |(n, ok), o| (n + 1, ok + usize::from(o.ok)))
+}
+
+fn ok_share((n, ok): (usize, usize)) -> f64 {
+    if n == 0 { 0.0 } else { ok as f64 / n as f64 }
+}
+
+fn retired_total(server: &Server) -> u64 {
+    let text = server.get("/metrics").text().to_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bareapi_db_connections_retired_total "))
+        .unwrap_or_else(|| panic!("no retired counter in /metrics:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Polls `done` every 50 ms for up to `limit`; whether it came true.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+/// Every shared connection stalls at once under steady `/db` load: the stalled ones are retired
+/// (the pool's default probe and create timeouts), /db answers 200 again for nearly every
+/// request within a few seconds and stays so, and the stalled sockets are closed once the
+/// requests stuck on them time out.
+#[test]
+fn stalled_shared_connections_are_retired_and_traffic_recovers() {
+    let proxy = Proxy::start(upstream());
+    let mut server = Server::start_with_db(
+        &["--db-mode", "shared", "--shared-conns", "3", "--workers", "2", "--request-timeout-ms", "1000"],
+        &proxy.url_for(&common::database_url()),
+    );
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+
+    let load = Load::start(server.addr, 12);
+    std::thread::sleep(Duration::from_secs(1));
+    let stalled_at = Instant::now();
+    proxy.stall_existing();
+    let stalled = proxy.stalled();
+    std::thread::sleep(Duration::from_secs(8));
+    let outcomes = load.stop();
+
+    let before = window(&outcomes, stalled_at - Duration::from_millis(800), Duration::from_millis(800));
+    assert!(before.0 >= 50 && ok_share(before) >= 0.99, "before the stall: {before:?} (answered, 200)");
+    assert!(stalled >= 6, "the stall caught the 3 shared connections of each worker: {stalled}");
+    // The stall bit: requests on the stalled connections timed out (at the request timeout, 1 s).
+    let first = window(&outcomes, stalled_at, Duration::from_secs(2));
+    assert!(ok_share(first) < 0.9, "the stall did not show in the first 2 s: {first:?}");
+
+    // The first whole second (in steps of 100 ms) with at least 95% answered 200.
+    let step = Duration::from_millis(100);
+    let recovered = (0..70)
+        .map(|i| stalled_at + step * i)
+        .find(|&from| {
+            let w = window(&outcomes, from, Duration::from_secs(1));
+            w.0 >= 100 && ok_share(w) >= 0.95
+        })
+        .map(|from| from - stalled_at);
+    let seconds: Vec<String> = (0..8)
+        .map(|s| format!("{:?}", window(&outcomes, stalled_at + Duration::from_secs(s), Duration::from_secs(1))))
+        .collect();
+    eprintln!("(answered, 200) per second after the stall: {seconds:?}; recovered after {recovered:?}");
+    let recovered = recovered
+        .unwrap_or_else(|| panic!("/db never recovered; (answered, 200) per second after the stall: {seconds:?}"));
+    assert!(recovered <= Duration::from_secs(4), "recovered only {recovered:?} after the stall: {seconds:?}");
+    // And stays recovered.
+    let last = window(&outcomes, stalled_at + Duration::from_secs(6), Duration::from_secs(2));
+    assert!(last.0 >= 200 && ok_share(last) >= 0.95, "the last 2 s: {last:?}; per second: {seconds:?}");
+
+    let retired = retired_total(&server);
+    assert!(retired >= 6, "retired {retired} shared connections; 6 were stalled");
+    let logs = server.drain_logs().join("\n");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("retired a shared database connection"))
+        .unwrap_or_else(|| panic!("no retirement logged: {logs}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("health probe") && line.contains("no answer within 1s"), "the cause: {line}");
+
+    // Retired connections are closed once the requests on them are over, not leaked.
+    assert!(
+        eventually(Duration::from_secs(5), || proxy.stalled_open() == 0),
+        "{} of {} stalled connections still open",
+        proxy.stalled_open(),
+        proxy.stalled()
+    );
+    server.terminate();
+    server.wait_exit(Duration::from_secs(15));
+}
+
+/// A new connection that gets through start-up but never answers its statement preparation:
+/// the request waiting for it answers 503 within `--pool-create-ms`, long before the request
+/// timeout, and the connection is closed rather than handed out again.
+#[test]
+fn stalled_statement_preparation_fails_within_its_timeout() {
+    let proxy = Proxy::start(upstream());
+    let server = Server::start_with_db(
+        &[
+            "--db-mode",
+            "shared",
+            "--workers",
+            "1",
+            "--shared-conns",
+            "1",
+            "--request-timeout-ms",
+            "6000",
+            "--pool-create-ms",
+            "500",
+            "--pool-recycle-ms",
+            "300",
+        ],
+        &proxy.url_for(&common::database_url()),
+    );
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    proxy.stall_new_after_startup();
+    proxy.stall_existing();
+
+    // A request stuck on the stalled shared connection keeps it busy, so it gets probed and
+    // retired; it answers 503 itself at the request timeout.
+    let addr = server.addr;
+    let stuck = std::thread::spawn(move || {
+        let started = Instant::now();
+        let res = common::Conn::new(addr).request("GET", "/db");
+        (res.status, started.elapsed())
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || retired_total(&server) >= 1),
+        "the stalled shared connection was not retired"
+    );
+
+    // Now each request takes a new connection, whose preparation stalls.
+    let mut conn = server.connect();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let res = conn.request("GET", "/db");
+        let took = started.elapsed();
+        assert_eq!(res.status, 503, "{}", res.text());
+        assert_eq!(res.header("retry-after"), Some("1"));
+        assert!(took < Duration::from_secs(2), "a stalled preparation took {took:?} (request timeout 6 s)");
+    }
+    let logs = server.drain_logs().join("\n");
+    assert!(
+        logs.contains("stalled: preparing statements on a new connection got no answer within 500ms"),
+        "the 503's cause: {logs}"
+    );
+
+    let (status, took) = stuck.join().unwrap();
+    assert_eq!(status, 503);
+    assert!(took >= Duration::from_secs(5), "the request on the stalled connection answered after {took:?}");
+    // The connections that stalled in preparation were closed at once, and the retired shared
+    // one once its request was over.
+    assert!(
+        eventually(Duration::from_secs(3), || proxy.stalled_open() == 0),
+        "{} of {} stalled connections still open",
+        proxy.stalled_open(),
+        proxy.stalled()
+    );
+    assert!(proxy.stalled() >= 4, "the shared connection and 3 new ones stalled: {}", proxy.stalled());
+}
