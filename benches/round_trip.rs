@@ -30,7 +30,11 @@ fn app() -> App {
     App::new(
         db,
         shared,
-        UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1 << 20 },
+        UsersSettings {
+            session_ttl: Duration::from_secs(60),
+            max_body_bytes: 1 << 20,
+            session_sweep_interval: Duration::from_secs(300),
+        },
         OpsSettings {
             max_header_bytes: 16384,
             request_timeout: Duration::from_secs(10),

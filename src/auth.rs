@@ -2,6 +2,7 @@
 //! random bytes, stored only as their SHA-256) and reading the bearer token of a request.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -19,19 +20,57 @@ use crate::error::AppError;
 /// Random bytes in a session token.
 pub const TOKEN_BYTES: usize = 32;
 
-/// Hashes in flight at once. argon2id with the default parameters takes 19 MiB and most of a
-/// core for tens of milliseconds; more hashes than cores only queue in the blocking pool while
-/// holding their memory, so requests wait here instead.
-fn hashing_permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
+/// Hashes that may run at once: one per core. argon2id with the default parameters takes
+/// 19 MiB and most of a core for tens of milliseconds; more hashes than cores only queue in the
+/// blocking pool while holding their memory, so requests wait for a permit instead.
+pub fn hash_permits() -> usize {
+    static PERMITS: OnceLock<usize> = OnceLock::new();
+    *PERMITS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Runs `work` on the blocking pool, at most [`hashing_permits`] at a time.
+fn hashing_permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(hash_permits()))
+}
+
+/// Hashes running now, process-wide (a gauge in `/metrics`).
+static HASHES_RUNNING: AtomicI64 = AtomicI64::new(0);
+
+pub fn hashes_running() -> i64 {
+    HASHES_RUNNING.load(Ordering::Relaxed)
+}
+
+/// Counts one hash in [`HASHES_RUNNING`] for as long as it lives, however the hash ends.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        HASHES_RUNNING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        HASHES_RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `work` on the blocking pool, at most [`hash_permits`] at a time. The permit moves into
+/// the blocking closure: a request dropped mid-hash (its client went away) stops waiting, but
+/// the hash it started runs to its end, and so must keep its permit until then.
 async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
-    let _permit =
+    let permit =
         hashing_permits().acquire().await.map_err(|_| AppError::Internal("hashing semaphore closed".into()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| AppError::Internal(format!("hashing task: {e}")))
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // Declared after the permit, so dropped before it: the gauge never counts more hashes
+        // than there are permits.
+        let _running = Running::start();
+        work()
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
 }
 
 /// The argon2id PHC string of `password`, with a random salt.

@@ -68,8 +68,19 @@ pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// leaves room for batch bodies while bounding the memory one request can pin.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Largest users-API request body, in bytes: what its largest valid body needs. That is
+/// under 6 KiB even with every character `\u`-escaped (an email of 254 bytes, two passwords of
+/// 128 characters and a name of 100, astral characters as 12-byte surrogate pairs), so 8 KiB
+/// refuses nothing valid, and bounds what one request can make the server parse and answer.
+pub const DEFAULT_USERS_MAX_BODY_BYTES: usize = 8 * 1024;
+
 /// Session tokens live a day unless revoked.
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 86_400;
+
+/// Expired and revoked sessions are deleted every five minutes: often enough that the table
+/// holds little more than the live sessions, rarely enough that the sweep's scan of the table
+/// costs nothing that shows.
+pub const DEFAULT_SESSION_SWEEP_INTERVAL_SECS: u64 = 300;
 
 /// `bareapi`: a fast, honest HTTP API server on hyper and tokio.
 #[derive(Debug, Parser)]
@@ -209,6 +220,16 @@ pub struct ServeArgs {
           value_parser = parse_positive_usize)]
     pub max_body_bytes: usize,
 
+    /// Largest users-API request body, in bytes (413 past it; --max-body-bytes still caps it).
+    #[arg(long, env = "BAREAPI_USERS_MAX_BODY_BYTES", default_value_t = DEFAULT_USERS_MAX_BODY_BYTES,
+          value_parser = parse_positive_usize)]
+    pub users_max_body_bytes: usize,
+
+    /// Seconds between two deletions of expired and revoked sessions.
+    #[arg(long, env = "BAREAPI_SESSION_SWEEP_INTERVAL_SECS", default_value_t = DEFAULT_SESSION_SWEEP_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub session_sweep_interval_secs: u64,
+
     /// Do not apply pending migrations at start.
     #[arg(long, env = "BAREAPI_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -323,8 +344,10 @@ pub struct HttpSettings {
 pub struct UsersSettings {
     /// How long a session token stays valid.
     pub session_ttl: Duration,
-    /// Largest request body accepted.
+    /// Largest request body accepted: `--users-max-body-bytes`, capped by `--max-body-bytes`.
     pub max_body_bytes: usize,
+    /// Time between two deletions of dead (expired or revoked) sessions.
+    pub session_sweep_interval: Duration,
 }
 
 /// Operational settings: limits, timeouts, observability switches.
@@ -458,7 +481,8 @@ impl ServeArgs {
             },
             users: UsersSettings {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
-                max_body_bytes: self.max_body_bytes,
+                max_body_bytes: self.users_max_body_bytes.min(self.max_body_bytes),
+                session_sweep_interval: Duration::from_secs(self.session_sweep_interval_secs),
             },
             ops: OpsSettings {
                 max_header_bytes: self.max_header_bytes,
@@ -498,6 +522,20 @@ mod tests {
         assert_eq!(cfg.http.http2_max_concurrent_streams, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS);
         assert!(cfg.workers >= 1);
         assert!(cfg.migrate);
+    }
+
+    /// The users API has a body limit of its own, a few KiB, which the global one still caps.
+    #[test]
+    fn users_bodies_have_their_own_limit_under_the_global_one() {
+        let cfg = parse(&[]).unwrap().serve.to_config().unwrap();
+        assert_eq!(cfg.users.max_body_bytes, DEFAULT_USERS_MAX_BODY_BYTES);
+        assert_eq!(cfg.users.session_sweep_interval, Duration::from_secs(DEFAULT_SESSION_SWEEP_INTERVAL_SECS));
+        let cfg = parse(&["--users-max-body-bytes", "100000"]).unwrap().serve.to_config().unwrap();
+        assert_eq!(cfg.users.max_body_bytes, 100_000);
+        let cfg = parse(&["--users-max-body-bytes", "100000", "--max-body-bytes", "1024"]).unwrap();
+        assert_eq!(cfg.serve.to_config().unwrap().users.max_body_bytes, 1024);
+        assert!(parse(&["--users-max-body-bytes", "0"]).is_err());
+        assert!(parse(&["--session-sweep-interval-secs", "0"]).is_err());
     }
 
     #[test]

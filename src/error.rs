@@ -29,16 +29,24 @@ pub enum AppError {
     /// The request head is refused before any handler runs (a flood of query parameters); the
     /// connection is closed after the answer.
     BadHead(String),
-    /// Fields of the body or query failed; all of them are listed.
-    Validation(Vec<FieldError>),
+    /// Fields of the body or query failed: `errors` lists them (up to a bound), `omitted`
+    /// counts the failures past it.
+    Validation {
+        errors: Vec<FieldError>,
+        omitted: usize,
+    },
     /// No credentials (`invalid_token: false`) or credentials that are not valid.
     Unauthorized {
         invalid_token: bool,
     },
     /// Wrong email or password (the same answer whether or not the email exists).
     BadCredentials,
+    /// Signed in, but not allowed this (another user's account, a wrong current password).
     Forbidden(&'static str),
     Conflict(&'static str),
+    /// A precondition (`If-Match`, `If-None-Match`) of a state-changing request failed; nothing
+    /// was changed.
+    PreconditionFailed,
     UnsupportedMediaType,
     PayloadTooLarge {
         limit: usize,
@@ -66,17 +74,30 @@ struct Problem<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    /// Failing fields not listed in `errors` (an extension member, present when not zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    errors_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl AppError {
+    /// One failing field.
+    pub fn invalid(field: &str, message: &str) -> AppError {
+        AppError::Validation { errors: vec![FieldError::new(field, message)], omitted: 0 }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::BadRequest(_) | AppError::BadHead(_) | AppError::Validation(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::BadHead(_) | AppError::Validation { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthorized { .. } | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -90,11 +111,11 @@ impl AppError {
     pub fn into_response(self, route: &str, request_id: Option<&HeaderValue>) -> Response<Body> {
         let status = self.status();
         let logged_id = self.log_cause(route, request_id);
-        let errors = match &self {
-            AppError::Validation(errors) => Some(errors.as_slice()),
-            _ => None,
+        let (errors, omitted) = match &self {
+            AppError::Validation { errors, omitted } => (Some(errors.as_slice()), *omitted),
+            _ => (None, 0),
         };
-        let body = problem_json(status, &self.detail(), errors);
+        let body = problem_body(status, &self.detail(), errors, omitted);
         let mut res = response(status, PROBLEM_JSON, body);
         self.add_headers(res.headers_mut());
         if let Some(id) = logged_id {
@@ -132,7 +153,16 @@ impl AppError {
             AppError::NotFound(detail) | AppError::Forbidden(detail) | AppError::Conflict(detail) => detail,
             AppError::MethodNotAllowed { .. } => "This path does not accept this method; see the Allow header.",
             AppError::BadRequest(detail) | AppError::BadHead(detail) => detail.as_str(),
-            AppError::Validation(_) => "The request has invalid fields; see errors.",
+            AppError::Validation { omitted: 0, .. } => "The request has invalid fields; see errors.",
+            AppError::Validation { omitted, .. } => {
+                return Cow::Owned(format!(
+                    "The request has invalid fields; see errors, which lists some of them: {omitted} more \
+                     are not listed (errors_omitted)."
+                ));
+            }
+            AppError::PreconditionFailed => {
+                "A precondition (If-Match or If-None-Match) does not hold for the current state; nothing was changed."
+            }
             AppError::Unauthorized { invalid_token: false } => "This route needs an Authorization: Bearer token.",
             AppError::Unauthorized { invalid_token: true } => {
                 "The bearer token is not valid (unknown, expired or revoked)."
@@ -176,12 +206,17 @@ impl AppError {
 
 /// The RFC 9457 body for `status` (also used for answers written outside hyper).
 pub fn problem_json(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) -> bytes::Bytes {
+    problem_body(status, detail, errors, 0)
+}
+
+fn problem_body(status: StatusCode, detail: &str, errors: Option<&[FieldError]>, omitted: usize) -> bytes::Bytes {
     let problem = Problem {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
         status: status.as_u16(),
         detail,
         errors,
+        errors_omitted: omitted,
     };
     to_json(&problem, 160).unwrap_or_else(|_| bytes::Bytes::from_static(b"{}"))
 }
@@ -198,7 +233,7 @@ impl From<RequestError> for AppError {
             RequestError::NotJson => AppError::UnsupportedMediaType,
             RequestError::TooLarge { limit } => AppError::PayloadTooLarge { limit },
             RequestError::Malformed(detail) => AppError::BadRequest(detail),
-            RequestError::Invalid(errors) => AppError::Validation(errors),
+            RequestError::Invalid { errors, omitted } => AppError::Validation { errors, omitted },
         }
     }
 }
@@ -242,10 +277,14 @@ mod tests {
     #[test]
     fn validation_errors_list_every_field_and_request_ids_are_echoed() {
         let errors = vec![FieldError::new("email", "is required"), FieldError::new("x", "is not a known field")];
-        let res = AppError::Validation(errors).into_response("/x", None);
+        let res = AppError::Validation { errors: errors.clone(), omitted: 0 }.into_response("/x", None);
         assert_eq!(res.status(), 400);
         let body = body_of(res);
         assert!(body.contains(r#""errors":[{"field":"email","message":"is required"},{"field":"x""#), "{body}");
+        assert!(!body.contains("errors_omitted"), "{body}");
+        let body = body_of(AppError::Validation { errors, omitted: 7 }.into_response("/x", None));
+        assert!(body.ends_with(r#""errors_omitted":7}"#), "{body}");
+        assert!(body.contains("7 more"), "{body}");
         let id = HeaderValue::from_static("abc-123");
         let res = AppError::Internal("boom".into()).into_response("/x", Some(&id));
         assert_eq!(res.headers()["x-request-id"], "abc-123");

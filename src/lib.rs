@@ -18,6 +18,7 @@
 //! - [`http`]: body type, static headers, JSON in and out, request bodies, `Date`, query
 //!   parsing, compression, caching headers and their negotiation; its own `RequestError`.
 //! - [`metrics`]: lock-free per-worker counters and the Prometheus text format.
+//! - [`session_sweeper`]: the one task per process that deletes expired and revoked sessions.
 //! - [`shutdown`]: the two-phase shutdown signal.
 //! - [`sleeps`]: the tokio sleeps a connection reuses for its timeouts.
 //! - [`html`]: escaping and the fortunes page.
@@ -43,6 +44,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod service;
+pub mod session_sweeper;
 pub mod shutdown;
 pub mod sleeps;
 pub mod validation;

@@ -1,5 +1,6 @@
 //! Prometheus metrics: request counts and a duration histogram by method, matched route
-//! template and status class; in-flight requests; open and total connections; pool state.
+//! template and status class; in-flight requests; open and total connections; pool state; and
+//! process-wide gauges other modules register (password hashes running).
 //!
 //! Recording one request takes no lock, no hash lookup and no allocation: every series has a
 //! fixed slot in a flat array of atomics, found from indexes the router already computed (the
@@ -167,6 +168,13 @@ pub type PoolProbe = Box<dyn Fn() -> PoolFigures + Send + Sync>;
 /// Counted where it happens, which is rare, rather than read from each pool at scrape time.
 pub static DB_CONNECTIONS_RETIRED: AtomicU64 = AtomicU64::new(0);
 
+/// A process-wide gauge, read at scrape time.
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
 /// All shards of the process and the labels they are keyed by.
 pub struct Metrics {
     /// Route labels by template index; the last one is for requests no route matched.
@@ -174,6 +182,7 @@ pub struct Metrics {
     /// Every shard, registered at worker start; locked only then and at scrape.
     shards: Mutex<Vec<Arc<Shard>>>,
     pools: Mutex<Vec<PoolProbe>>,
+    gauges: Mutex<Vec<Gauge>>,
 }
 
 impl Metrics {
@@ -181,7 +190,12 @@ impl Metrics {
     pub fn new(templates: Vec<&'static str>) -> Metrics {
         let mut routes = templates;
         routes.push(UNMATCHED);
-        Metrics { routes, shards: Mutex::new(Vec::new()), pools: Mutex::new(Vec::new()) }
+        Metrics {
+            routes,
+            shards: Mutex::new(Vec::new()),
+            pools: Mutex::new(Vec::new()),
+            gauges: Mutex::new(Vec::new()),
+        }
     }
 
     /// The route slot of requests no route matched.
@@ -200,6 +214,10 @@ impl Metrics {
         self.pools.lock().unwrap_or_else(|p| p.into_inner()).push(probe);
     }
 
+    pub fn register_gauge(&self, gauge: Gauge) {
+        self.gauges.lock().unwrap_or_else(|p| p.into_inner()).push(gauge);
+    }
+
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -212,6 +230,9 @@ impl Metrics {
             "# HELP bareapi_db_connections_retired_total Shared database connections retired because they stopped answering.\n# TYPE bareapi_db_connections_retired_total counter\nbareapi_db_connections_retired_total {}\n",
             DB_CONNECTIONS_RETIRED.load(Ordering::Relaxed)
         );
+        for g in self.gauges.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = write!(out, "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", g.name, g.help, (g.read)());
+        }
         let _ = write!(
             out,
             "# HELP bareapi_build_info Build information.\n# TYPE bareapi_build_info gauge\nbareapi_build_info{{version=\"{}\"}} 1\n",
@@ -335,11 +356,18 @@ mod tests {
     }
 
     #[test]
-    fn status_classes_cover_odd_codes() {
-        assert_eq!(class_index(100), 0);
-        assert_eq!(class_index(599), 4);
-        assert_eq!(class_index(999), 4);
-        assert_eq!(class_index(0), 0);
+    fn registered_gauges_are_read_at_scrape_time() {
+        let m = Metrics::new(vec!["/a"]);
+        let value = Arc::new(AtomicI64::new(3));
+        let read = Arc::clone(&value);
+        m.register_gauge(Gauge {
+            name: "bareapi_things",
+            help: "Things.",
+            read: Box::new(move || read.load(Ordering::Relaxed)),
+        });
+        assert!(m.render().contains("# TYPE bareapi_things gauge\nbareapi_things 3\n"));
+        value.store(5, Ordering::Relaxed);
+        assert!(m.render().contains("\nbareapi_things 5\n"));
     }
 
     #[test]
@@ -352,5 +380,13 @@ mod tests {
         };
         DB_CONNECTIONS_RETIRED.fetch_add(1, Ordering::Relaxed);
         assert!(seen(&Metrics::new(vec!["/a"]).render()) > seen(&before));
+    }
+
+    #[test]
+    fn status_classes_cover_odd_codes() {
+        assert_eq!(class_index(100), 0);
+        assert_eq!(class_index(599), 4);
+        assert_eq!(class_index(999), 4);
+        assert_eq!(class_index(0), 0);
     }
 }

@@ -5,35 +5,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{database_url, postgres_sync};
+use common::{FreshDb, postgres_sync};
 
 fn migrate(url: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bareapi")).arg("migrate").env("DATABASE_URL", url).output().unwrap()
-}
-
-/// A fresh database of its own, dropped at the end.
-struct FreshDb {
-    admin: postgres_sync::Client,
-    name: String,
-    url: String,
-}
-
-impl FreshDb {
-    fn new(tag: &str) -> FreshDb {
-        let admin = postgres_sync::Client::connect(&database_url());
-        let name = format!("bareapi_test_{tag}_{}", std::process::id());
-        admin.query(&format!("DROP DATABASE IF EXISTS {name}"), &[]);
-        admin.query(&format!("CREATE DATABASE {name}"), &[]);
-        let base = database_url();
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-        FreshDb { admin, name, url }
-    }
-}
-
-impl Drop for FreshDb {
-    fn drop(&mut self) {
-        self.admin.query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name), &[]);
-    }
 }
 
 /// The seeded tables hold exactly the published data, and a second run applies nothing.

@@ -73,12 +73,15 @@ statements! {
     user_by_id = users::SELECT_BY_ID,
     users_by_ids = users::SELECT_BY_IDS,
     users_page = users::SELECT_PAGE,
+    user_for_change = users::SELECT_FOR_CHANGE,
     update_user = users::UPDATE,
     delete_user = users::DELETE,
     login_by_email = users::SELECT_LOGIN,
     insert_session = sessions::INSERT,
     session_user = sessions::SELECT_USER,
     revoke_session = sessions::REVOKE,
+    revoke_all_sessions = sessions::REVOKE_ALL,
+    delete_dead_sessions = sessions::DELETE_DEAD,
 }
 
 /// A pool connection with its prepared statements.

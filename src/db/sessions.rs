@@ -13,6 +13,16 @@ pub const SELECT_USER: &str =
     "SELECT user_id FROM sessions WHERE token_hash = $1 AND NOT revoked AND expires_at > now()";
 pub const REVOKE: &str =
     "UPDATE sessions SET revoked = true WHERE token_hash = $1 AND NOT revoked AND expires_at > now()";
+/// Revokes every live session of the user whose live session `$1` is, that one included; none
+/// when `$1` is not live.
+pub const REVOKE_ALL: &str = "UPDATE sessions SET revoked = true \
+     WHERE user_id = (SELECT user_id FROM sessions WHERE token_hash = $1 AND NOT revoked AND expires_at > now()) \
+     AND NOT revoked AND expires_at > now()";
+/// Deletes at most `$1` dead sessions (revoked or expired). The rows are picked by their
+/// physical address (`ctid = ANY(ARRAY(...))` plans as a TID scan), so one statement never
+/// deletes, locks or logs more than a batch; a row changed meanwhile is left for the next one.
+pub const DELETE_DEAD: &str = "DELETE FROM sessions WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM sessions WHERE revoked OR expires_at <= now() LIMIT $1))";
 
 /// Stores a new session; returns its expiry (RFC 3339).
 pub async fn insert_session(
@@ -34,4 +44,15 @@ pub async fn session_user(db: &PreparedClient, hash: &TokenHash) -> Result<Optio
 /// Revokes a live session; false when there was none.
 pub async fn revoke_session(db: &PreparedClient, hash: &TokenHash) -> Result<bool, DbError> {
     Ok(db.client().execute(&db.stmts.revoke_session, &[&&hash[..]]).await? == 1)
+}
+
+/// Revokes every live session of the user of the live session `hash`; how many (0 when `hash`
+/// is not live).
+pub async fn revoke_all_sessions(db: &PreparedClient, hash: &TokenHash) -> Result<u64, DbError> {
+    Ok(db.client().execute(&db.stmts.revoke_all_sessions, &[&&hash[..]]).await?)
+}
+
+/// Deletes at most `batch` dead sessions; how many it deleted.
+pub async fn delete_dead_sessions(db: &PreparedClient, batch: i64) -> Result<u64, DbError> {
+    Ok(db.client().execute(&db.stmts.delete_dead_sessions, &[&batch]).await?)
 }

@@ -5,12 +5,23 @@ use tokio_postgres::Row;
 
 use super::{DbError, PreparedClient};
 
-/// The columns of a [`User`], timestamps rendered by PostgreSQL as RFC 3339 UTC.
+/// A timestamp column rendered by PostgreSQL as RFC 3339 UTC, to the microsecond.
+macro_rules! utc_text {
+    ($column:literal) => {
+        concat!("to_char(", $column, " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    };
+}
+
+/// The columns of a [`User`], timestamps as RFC 3339 UTC.
 macro_rules! user_columns {
     () => {
-        "id, email, name, \
-         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        concat!(
+            "id, email, name, ",
+            utc_text!("created_at"),
+            " AS created_at, ",
+            utc_text!("updated_at"),
+            " AS updated_at"
+        )
     };
 }
 
@@ -21,11 +32,24 @@ pub const SELECT_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users 
 pub const SELECT_BY_IDS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ANY($1)");
 /// Keyset pagination: rows after the cursor id, in id order.
 pub const SELECT_PAGE: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id > $1 ORDER BY id LIMIT $2");
-/// Changes the given fields (NULL keeps a field as it is).
+/// A user and their password hash, read before a change: the change's preconditions are
+/// checked against this version, and its current password against this hash.
+pub const SELECT_FOR_CHANGE: &str = concat!("SELECT ", user_columns!(), ", password_hash FROM users WHERE id = $1");
+/// Changes the given fields (NULL keeps a field as it is), only while the user's `updated_at`
+/// is still `$5` when `$5` is given (the version the change was checked against). A new
+/// password (`$4`) revokes every other session of the user (all but `$6`'s), in the same
+/// statement, so that the two happen together or not at all.
 pub const UPDATE: &str = concat!(
-    "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
-     password_hash = COALESCE($4, password_hash), updated_at = now() WHERE id = $1 RETURNING ",
-    user_columns!()
+    "WITH changed AS (UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
+     password_hash = COALESCE($4, password_hash), updated_at = now() \
+     WHERE id = $1 AND ($5::text IS NULL OR ",
+    utc_text!("updated_at"),
+    " = $5) RETURNING ",
+    user_columns!(),
+    "), revoked AS (UPDATE sessions SET revoked = true \
+     WHERE $4::text IS NOT NULL AND user_id = $1 AND token_hash <> $6 AND NOT revoked \
+     AND EXISTS (SELECT 1 FROM changed)) \
+     SELECT * FROM changed"
 );
 pub const DELETE: &str = "DELETE FROM users WHERE id = $1";
 pub const SELECT_LOGIN: &str = "SELECT id, password_hash FROM users WHERE lower(email) = lower($1)";
@@ -57,7 +81,12 @@ impl User {
 pub struct UserChanges<'a> {
     pub email: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// A new password's hash; the user's other sessions are revoked with it.
     pub password_hash: Option<&'a str>,
+    /// Apply only if the user's `updated_at` is still this ([`User::updated_at`] as read).
+    pub if_version: Option<&'a str>,
+    /// The session making the change, which a new password leaves alive.
+    pub session: &'a [u8],
 }
 
 pub async fn insert_user(db: &PreparedClient, email: &str, name: &str, password_hash: &str) -> Result<User, DbError> {
@@ -80,10 +109,21 @@ pub async fn users_page(db: &PreparedClient, after: i64, limit: i64) -> Result<V
     rows.iter().map(User::from_row).collect()
 }
 
+/// The user and their password hash, as a change is checked against them.
+pub async fn find_for_change(db: &PreparedClient, id: i64) -> Result<Option<(User, String)>, DbError> {
+    let row = db.client().query_opt(&db.stmts.user_for_change, &[&id]).await?;
+    row.map(|r| Ok((User::from_row(&r)?, r.try_get(5)?))).transpose()
+}
+
+/// The changed user; `None` when there is no such user or it is no longer at
+/// `changes.if_version`.
 pub async fn update_user(db: &PreparedClient, id: i64, changes: &UserChanges<'_>) -> Result<Option<User>, DbError> {
     let row = db
         .client()
-        .query_opt(&db.stmts.update_user, &[&id, &changes.email, &changes.name, &changes.password_hash])
+        .query_opt(
+            &db.stmts.update_user,
+            &[&id, &changes.email, &changes.name, &changes.password_hash, &changes.if_version, &changes.session],
+        )
         .await?;
     row.as_ref().map(User::from_row).transpose()
 }

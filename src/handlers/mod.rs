@@ -54,6 +54,7 @@ pub fn plan(app: &App, endpoint: Endpoint, query: Option<&str>, params: &Params<
         Endpoint::PatchUser => with_user_id(params, WithRequest::PatchUser),
         Endpoint::DeleteUser => with_user_id(params, WithRequest::DeleteUser),
         Endpoint::CreateSession => Work::WithRequest(WithRequest::CreateSession),
+        Endpoint::DeleteAllSessions => Work::WithRequest(WithRequest::DeleteAllSessions),
         Endpoint::DeleteCurrentSession => Work::WithRequest(WithRequest::DeleteCurrentSession),
         #[cfg(feature = "test-hooks")]
         Endpoint::TestPanic => match test_hooks::panic_after_ms(query) {
@@ -131,6 +132,7 @@ pub enum WithRequest {
     PatchUser(i64),
     DeleteUser(i64),
     CreateSession,
+    DeleteAllSessions,
     DeleteCurrentSession,
 }
 
@@ -149,6 +151,7 @@ impl WithRequest {
             WithRequest::PatchUser(id) => to.start(async move { users::patch(app, &parts, body, id).await }),
             WithRequest::DeleteUser(id) => to.start(async move { users::delete(app, &parts, id).await }),
             WithRequest::CreateSession => to.start(async move { sessions::create(app, &parts, body).await }),
+            WithRequest::DeleteAllSessions => to.start(async move { sessions::delete_all(app, &parts).await }),
             WithRequest::DeleteCurrentSession => to.start(async move { sessions::delete_current(app, &parts).await }),
         }
     }
@@ -188,7 +191,11 @@ mod tests {
             record_metrics: true,
             request_ids: true,
         };
-        let users = UsersSettings { session_ttl: Duration::from_secs(60), max_body_bytes: 1024 };
+        let users = UsersSettings {
+            session_ttl: Duration::from_secs(60),
+            max_body_bytes: 1024,
+            session_sweep_interval: Duration::from_secs(60),
+        };
         App::new(
             Db::new(&db, 1, 1).unwrap(),
             Arc::new(Shared::new(crate::routes::MetricsOn::PublicPort).unwrap()),
@@ -253,9 +260,10 @@ mod tests {
         assert_eq!(with_request(Method::DELETE, "/api/users/9"), Some(WithRequest::DeleteUser(9)));
         assert_eq!(with_request(Method::GET, "/api/users?ids=1,2"), Some(WithRequest::ListUsers));
         assert_eq!(with_request(Method::POST, "/api/sessions"), Some(WithRequest::CreateSession));
+        assert_eq!(with_request(Method::DELETE, "/api/sessions"), Some(WithRequest::DeleteAllSessions));
         for bad in ["/api/users/0", "/api/users/-1", "/api/users/abc", "/api/users/99999999999999999999"] {
             assert!(
-                matches!(planned(&app, Method::GET, bad), Work::Ready(Err(AppError::Validation(_)))),
+                matches!(planned(&app, Method::GET, bad), Work::Ready(Err(AppError::Validation { .. }))),
                 "{bad} is answered 400 before any handler runs"
             );
         }

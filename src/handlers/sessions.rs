@@ -1,6 +1,8 @@
-//! Sessions: log in (a new bearer token) and log out (revoke the current one).
+//! Sessions: log in (a new bearer token), log out (revoke the current one) and log out
+//! everywhere (revoke every session of one's account).
 
 use bytes::Bytes;
+use http::header::CACHE_CONTROL;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::Serialize;
@@ -11,6 +13,7 @@ use crate::db::{sessions, users};
 use crate::error::AppError;
 use crate::handlers::users::no_content;
 use crate::http::body::read_json;
+use crate::http::caching::NO_STORE;
 use crate::http::json_in::{Fields, parse_object};
 use crate::http::negotiate::{Cacheable, api_json};
 use crate::http::{Body, to_json};
@@ -22,8 +25,10 @@ struct NewSession<'a> {
     expires_at: &'a str,
 }
 
-/// `POST /api/sessions`: `{email, password}` → 201 `{token, expires_at}`. Wrong credentials get
-/// the same 401 whether or not the email exists, after the same password work.
+/// `POST /api/sessions`: `{email, password}` → 201 `{token, expires_at}`, `Cache-Control:
+/// no-store`. Wrong credentials get the same 401 whether or not the email exists, after the same
+/// password work. No connection is held while the password is verified (in `checkout` mode a
+/// lease is an exclusive pool connection).
 pub async fn create<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>, AppError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -38,11 +43,13 @@ where
     let (Some(email), Some(password)) = (email, password) else {
         return Err(AppError::Internal("validated fields missing".into()));
     };
-    let lease = app.db.lease().await?;
     // An address that fails the rules cannot belong to an account (and may hold bytes PostgreSQL
     // refuses, such as NUL): answer it like any unknown email, after the same password work.
     let account = match validation::email(email) {
-        Ok(email) => users::find_login(&lease, &email).await?,
+        Ok(email) => {
+            let lease = app.db.lease().await?;
+            users::find_login(&lease, &email).await?
+        }
         Err(_) => None,
     };
     let (user_id, stored) = match account {
@@ -54,10 +61,27 @@ where
     }
     let user_id = user_id.ok_or(AppError::BadCredentials)?;
     let token = auth::new_token()?;
+    let lease = app.db.lease().await?;
     let expires_at =
         sessions::insert_session(&lease, &token.hash, user_id, app.users.session_ttl.as_secs_f64()).await?;
+    drop(lease);
     let body = to_json(&NewSession { token: &token.token, expires_at: &expires_at }, 128)?;
-    Ok(api_json(parts, StatusCode::CREATED, body, Cacheable::No))
+    let mut res = api_json(parts, StatusCode::CREATED, body, Cacheable::No);
+    // The answer holds a credential: no cache, shared or private, may keep it.
+    res.headers_mut().insert(CACHE_CONTROL, NO_STORE);
+    Ok(res)
+}
+
+/// `DELETE /api/sessions`: revokes every live session of the bearer token's account, that
+/// token's own included ("log out everywhere").
+pub async fn delete_all(app: &App, parts: &Parts) -> Result<Response<Body>, AppError> {
+    let hash = auth::bearer_token_hash(parts)?;
+    let lease = app.db.lease().await?;
+    if sessions::revoke_all_sessions(&lease, &hash).await? > 0 {
+        Ok(no_content())
+    } else {
+        Err(AppError::Unauthorized { invalid_token: true })
+    }
 }
 
 /// `DELETE /api/sessions/current`: revokes the bearer token of this request.

@@ -1,26 +1,32 @@
 //! The users resource: create, read (one, a batch by ids, or a page), change and delete.
-//! Reads need a valid session; changes are allowed only on one's own account.
+//! Reads need a valid session and show a user's email to that user alone (everyone else gets the
+//! public view, without it); changes are allowed only on one's own account, and a new email or
+//! password also needs the current password. A change honours `If-Match` and `If-None-Match`
+//! (412, not applied). In `checkout` mode a lease is an exclusive pool connection, so none is
+//! held while a body is read or a password hashed.
 
 use bytes::Bytes;
-use http::header::LOCATION;
+use http::header::{IF_MATCH, IF_NONE_MATCH, LOCATION};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::app::App;
 use crate::auth;
+use crate::db::sessions::TokenHash;
 use crate::db::users::{self, User, UserChanges};
 use crate::db::{DbError, PreparedClient, sessions};
 use crate::error::AppError;
 use crate::http::body::read_json;
+use crate::http::caching::preconditions_hold;
 use crate::http::json_in::{Fields, parse_object};
-use crate::http::negotiate::{Cacheable, api_json};
+use crate::http::negotiate::{Cacheable, api_json, etags};
 use crate::http::query::param;
 use crate::http::{Body, FieldError, to_json};
 use crate::router::Params;
 use crate::validation;
 
-/// Most ids one batch read may name.
+/// Most ids one batch read may name, duplicates included.
 pub const MAX_BATCH_IDS: usize = 100;
 /// Page size bounds and default for `GET /api/users?limit=`.
 pub const MAX_PAGE_LIMIT: i64 = 100;
@@ -28,22 +34,54 @@ pub const DEFAULT_PAGE_LIMIT: i64 = 20;
 /// Serialized user JSON is rarely longer than this.
 const USER_JSON_BYTES: usize = 192;
 
-/// The user id of the request's live session.
-pub async fn authenticate(db: &PreparedClient, parts: &Parts) -> Result<i64, AppError> {
-    let hash = auth::bearer_token_hash(parts)?;
-    sessions::session_user(db, &hash).await?.ok_or(AppError::Unauthorized { invalid_token: true })
+/// The request's live session.
+pub struct Session {
+    pub user_id: i64,
+    /// Its token's hash.
+    pub token: TokenHash,
+}
+
+/// The live session of the request's bearer token; 401 without one.
+pub async fn authenticate(db: &PreparedClient, parts: &Parts) -> Result<Session, AppError> {
+    let token = auth::bearer_token_hash(parts)?;
+    let user_id = sessions::session_user(db, &token).await?.ok_or(AppError::Unauthorized { invalid_token: true })?;
+    Ok(Session { user_id, token })
 }
 
 /// The `{id}` path parameter: a positive integer, else 400.
 pub fn path_id(params: &Params<'_>) -> Result<i64, AppError> {
     match params.get("id").and_then(|raw| raw.parse::<i64>().ok()) {
         Some(id) if id > 0 => Ok(id),
-        _ => Err(AppError::Validation(vec![FieldError::new("id", "must be a positive integer")])),
+        _ => Err(AppError::invalid("id", "must be a positive integer")),
     }
 }
 
-fn user_json(user: &User) -> Result<Bytes, AppError> {
-    Ok(to_json(user, USER_JSON_BYTES)?)
+/// A user as one reader sees them: the user themselves sees everything but the password hash;
+/// anyone else the public view, without the email.
+#[derive(Serialize)]
+struct UserView<'a> {
+    id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    name: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+}
+
+impl<'a> UserView<'a> {
+    fn of(user: &'a User, reader: i64) -> Self {
+        UserView {
+            id: user.id,
+            email: (user.id == reader).then_some(user.email.as_str()),
+            name: &user.name,
+            created_at: &user.created_at,
+            updated_at: &user.updated_at,
+        }
+    }
+}
+
+fn user_json(view: &UserView<'_>) -> Result<Bytes, AppError> {
+    Ok(to_json(view, USER_JSON_BYTES)?)
 }
 
 /// `POST /api/users`: `{email, password, name?}` → 201 with `Location`.
@@ -68,7 +106,8 @@ where
     let hash = auth::hash_password(password.to_owned()).await?;
     let lease = app.db.lease().await?;
     let user = users::insert_user(&lease, &email, name.unwrap_or(""), &hash).await.map_err(conflict_on_email)?;
-    let mut res = api_json(parts, StatusCode::CREATED, user_json(&user)?, Cacheable::No);
+    drop(lease);
+    let mut res = api_json(parts, StatusCode::CREATED, user_json(&UserView::of(&user, user.id))?, Cacheable::No);
     let location = HeaderValue::from_str(&format!("/api/users/{}", user.id))
         .map_err(|e| AppError::Internal(format!("location header: {e}")))?;
     res.headers_mut().insert(LOCATION, location);
@@ -79,59 +118,124 @@ fn conflict_on_email(e: DbError) -> AppError {
     if e.is_unique_violation() { AppError::Conflict("A user with this email already exists.") } else { e.into() }
 }
 
-/// `GET /api/users/{id}`: any signed-in user may read any user.
+/// `GET /api/users/{id}`: any signed-in user may read any user, the email only their own.
 pub async fn get(app: &App, parts: &Parts, id: i64) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
-    // The session check and the read are independent: both statements go out together.
-    let (who, user) = futures_util::try_join!(authenticate(&lease, parts), async {
+    // The session check and the read go out together: the read is one primary-key lookup, no
+    // more work than the check itself, and nothing is answered before both are back.
+    let (session, user) = futures_util::try_join!(authenticate(&lease, parts), async {
         users::find_user(&lease, id).await.map_err(AppError::from)
     })?;
-    let _ = who;
+    drop(lease);
     let user = user.ok_or(AppError::NotFound("No user has this id."))?;
-    Ok(api_json(parts, StatusCode::OK, user_json(&user)?, Cacheable::Revalidate))
+    Ok(api_json(parts, StatusCode::OK, user_json(&UserView::of(&user, session.user_id))?, Cacheable::Revalidate))
 }
 
-/// `PATCH /api/users/{id}`: `{email?, name?, password?}`, only on one's own account.
+/// What a `PATCH` body asks to change.
+struct Change<'b> {
+    email: Option<String>,
+    name: Option<&'b str>,
+    password: Option<&'b str>,
+    /// Checked when the email or password changes.
+    current_password: Option<&'b str>,
+}
+
+impl Change<'_> {
+    fn touches_credentials(&self) -> bool {
+        self.email.is_some() || self.password.is_some()
+    }
+}
+
+/// Reads a `PATCH` body: `{email?, name?, password?, current_password?}`, the current password
+/// required with a new email or password.
+fn read_change<'b>(obj: &'b simd_json::borrowed::Object<'_>) -> Result<Change<'b>, AppError> {
+    let mut f = Fields::new(obj, &["email", "password", "name", "current_password"]);
+    let raw_email = f.opt_string("email");
+    let email = f.check("email", raw_email, validation::email);
+    let password = f.opt_string("password");
+    f.check("password", password, validation::password);
+    let name = f.opt_string("name");
+    f.check("name", name, validation::name);
+    let current_password = f.opt_string("current_password");
+    if (raw_email.is_some() || password.is_some()) && current_password.is_none() {
+        f.error("current_password", "is required to change the email or password");
+    }
+    if raw_email.is_none() && password.is_none() && name.is_none() && obj.is_empty() {
+        f.error("body", "names no field to change (email, name or password)");
+    }
+    f.finish()?;
+    Ok(Change { email, name, password, current_password })
+}
+
+/// `PATCH /api/users/{id}`: `{email?, name?, password?, current_password?}`, only on one's own
+/// account. A new email or password needs `current_password`; a new password revokes every
+/// other session of the account. `If-Match` / `If-None-Match` are checked against the account
+/// as it is before the body is read (412, nothing changed), and the change applies only if the
+/// account is still that version.
 pub async fn patch<B>(app: &App, parts: &Parts, body: B, id: i64) -> Result<Response<Body>, AppError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let lease = app.db.lease().await?;
-    let me = authenticate(&lease, parts).await?;
-    if me != id {
-        return Err(AppError::Forbidden("You may change only your own account."));
+    let (session, current, stored_hash) = {
+        let lease = app.db.lease().await?;
+        let session = authenticate(&lease, parts).await?;
+        if session.user_id != id {
+            return Err(AppError::Forbidden("You may change only your own account."));
+        }
+        let (user, hash) =
+            users::find_for_change(&lease, id).await?.ok_or(AppError::NotFound("No user has this id."))?;
+        (session, user, hash)
+    };
+    // RFC 9110 section 13.2.1: preconditions before the content is processed.
+    let [identity, gzipped] = etags(&user_json(&UserView::of(&current, id))?);
+    let if_match = parts.headers.get(IF_MATCH);
+    if !preconditions_hold(if_match, parts.headers.get(IF_NONE_MATCH), &[&identity, &gzipped]) {
+        return Err(AppError::PreconditionFailed);
     }
+
     let mut buf = read_json(parts, body, app.users.max_body_bytes).await?;
     let obj = parse_object(&mut buf)?;
-    let mut f = Fields::new(&obj, &["email", "password", "name"]);
-    let email = f.opt_string("email");
-    let email = f.check("email", email, validation::email);
-    let password = f.opt_string("password");
-    f.check("password", password, validation::password);
-    let name = f.opt_string("name");
-    f.check("name", name, validation::name);
-    if email.is_none() && password.is_none() && name.is_none() && obj.is_empty() {
-        f.error("body", "names no field to change (email, name or password)");
+    let change = read_change(&obj)?;
+    if change.touches_credentials() {
+        let given = change.current_password.unwrap_or_default().to_owned();
+        if !auth::verify_password(given, Some(stored_hash)).await? {
+            return Err(AppError::Forbidden("The current password is wrong."));
+        }
     }
-    f.finish()?;
-    let password_hash = match password {
+    let password_hash = match change.password {
         Some(p) => Some(auth::hash_password(p.to_owned()).await?),
         None => None,
     };
-    let changes = UserChanges { email: email.as_deref(), name, password_hash: password_hash.as_deref() };
-    let user = users::update_user(&lease, id, &changes)
-        .await
-        .map_err(conflict_on_email)?
-        .ok_or(AppError::NotFound("No user has this id."))?;
-    Ok(api_json(parts, StatusCode::OK, user_json(&user)?, Cacheable::Revalidate))
+    // The version the preconditions and the current password were checked against; without
+    // either, the last change wins.
+    let if_version = (if_match.is_some() || change.touches_credentials()).then_some(current.updated_at.as_str());
+    let changes = UserChanges {
+        email: change.email.as_deref(),
+        name: change.name,
+        password_hash: password_hash.as_deref(),
+        if_version,
+        session: &session.token,
+    };
+    let lease = app.db.lease().await?;
+    let updated = users::update_user(&lease, id, &changes).await.map_err(conflict_on_email)?;
+    drop(lease);
+    let user = match updated {
+        Some(user) => user,
+        None if if_match.is_some() => return Err(AppError::PreconditionFailed),
+        None if if_version.is_some() => {
+            return Err(AppError::Conflict("The account changed while this request ran; send it again."));
+        }
+        None => return Err(AppError::NotFound("No user has this id.")),
+    };
+    Ok(api_json(parts, StatusCode::OK, user_json(&UserView::of(&user, id))?, Cacheable::Revalidate))
 }
 
 /// `DELETE /api/users/{id}`: only one's own account; its sessions go with it.
 pub async fn delete(app: &App, parts: &Parts, id: i64) -> Result<Response<Body>, AppError> {
     let lease = app.db.lease().await?;
-    let me = authenticate(&lease, parts).await?;
-    if me != id {
+    let session = authenticate(&lease, parts).await?;
+    if session.user_id != id {
         return Err(AppError::Forbidden("You may delete only your own account."));
     }
     if !users::delete_user(&lease, id).await? {
@@ -148,38 +252,39 @@ pub fn no_content() -> Response<Body> {
 
 #[derive(Serialize)]
 struct Batch<'a> {
-    items: &'a [&'a User],
+    items: &'a [UserView<'a>],
 }
 
 #[derive(Serialize)]
 struct Page<'a> {
-    items: &'a [User],
+    items: &'a [UserView<'a>],
     /// The cursor for the next page (`after=`), or null on the last page.
     next: Option<String>,
 }
 
 /// `GET /api/users?ids=1,2,3` (a batch, in the order asked, unknown ids skipped) or
-/// `GET /api/users?limit=&after=` (a page in id order).
+/// `GET /api/users?limit=&after=` (a page in id order). The session is checked before anything
+/// else: a request without one costs a session lookup and nothing more, its query unread.
 pub async fn list(app: &App, parts: &Parts) -> Result<Response<Body>, AppError> {
+    let lease = app.db.lease().await?;
+    let reader = authenticate(&lease, parts).await?.user_id;
     let query = parts.uri.query();
     match param(query, "ids") {
-        Some(raw) => batch(app, parts, raw).await,
-        None => page(app, parts, page_bounds(query)?).await,
+        Some(raw) => batch(&lease, parts, reader, raw).await,
+        None => page(&lease, parts, reader, page_bounds(query)?).await,
     }
 }
 
 /// The users named by `ids=`, in the order asked.
-async fn batch(app: &App, parts: &Parts, raw_ids: &str) -> Result<Response<Body>, AppError> {
+async fn batch(db: &PreparedClient, parts: &Parts, reader: i64, raw_ids: &str) -> Result<Response<Body>, AppError> {
     let query = parts.uri.query();
     if param(query, "limit").is_some() || param(query, "after").is_some() {
-        return Err(AppError::Validation(vec![FieldError::new("ids", "cannot be combined with limit or after")]));
+        return Err(AppError::invalid("ids", "cannot be combined with limit or after"));
     }
     let ids = parse_ids(raw_ids)?;
-    let lease = app.db.lease().await?;
-    let (_, found) = futures_util::try_join!(authenticate(&lease, parts), async {
-        users::find_users_by_ids(&lease, &ids).await.map_err(AppError::from)
-    })?;
-    let ordered: Vec<&User> = ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).collect();
+    let found = users::find_users_by_ids(db, &ids).await?;
+    let ordered: Vec<UserView<'_>> =
+        ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).map(|u| UserView::of(u, reader)).collect();
     let body = to_json(&Batch { items: &ordered }, USER_JSON_BYTES * ordered.len() + 16)?;
     Ok(api_json(parts, StatusCode::OK, body, Cacheable::Revalidate))
 }
@@ -211,16 +316,13 @@ fn page_bounds(query: Option<&str>) -> Result<PageBounds, AppError> {
             0
         }
     };
-    if errors.is_empty() { Ok(PageBounds { after, limit }) } else { Err(AppError::Validation(errors)) }
+    if errors.is_empty() { Ok(PageBounds { after, limit }) } else { Err(AppError::Validation { errors, omitted: 0 }) }
 }
 
 /// One page of users in id order, with the cursor of the next one.
-async fn page(app: &App, parts: &Parts, bounds: PageBounds) -> Result<Response<Body>, AppError> {
+async fn page(db: &PreparedClient, parts: &Parts, reader: i64, bounds: PageBounds) -> Result<Response<Body>, AppError> {
     let PageBounds { after, limit } = bounds;
-    let lease = app.db.lease().await?;
-    let (_, mut rows) = futures_util::try_join!(authenticate(&lease, parts), async {
-        users::users_page(&lease, after, limit + 1).await.map_err(AppError::from)
-    })?;
+    let mut rows = users::users_page(db, after, limit + 1).await?;
     // One row more than asked tells whether another page follows.
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -228,19 +330,21 @@ async fn page(app: &App, parts: &Parts, bounds: PageBounds) -> Result<Response<B
     } else {
         None
     };
-    let body = to_json(&Page { items: &rows, next }, USER_JSON_BYTES * rows.len() + 32)?;
+    let items: Vec<UserView<'_>> = rows.iter().map(|u| UserView::of(u, reader)).collect();
+    let body = to_json(&Page { items: &items, next }, USER_JSON_BYTES * items.len() + 32)?;
     Ok(api_json(parts, StatusCode::OK, body, Cacheable::Revalidate))
 }
 
-/// `ids=1,2,3`: 1..=100 positive integers; duplicates are answered once.
+/// `ids=1,2,3`: 1..=100 positive integers, duplicates counted (and answered once). Parsing
+/// stops at the 101st part, however many more follow.
 fn parse_ids(raw: &str) -> Result<Vec<i64>, AppError> {
-    let bad = |message: &str| AppError::Validation(vec![FieldError::new("ids", message)]);
+    let bad = |message: &str| AppError::invalid("ids", message);
     if raw.is_empty() {
         return Err(bad("must list at least one id"));
     }
     let mut ids = Vec::new();
-    for part in raw.split(',') {
-        if ids.len() == MAX_BATCH_IDS {
+    for (n, part) in raw.split(',').enumerate() {
+        if n == MAX_BATCH_IDS {
             return Err(bad("must list at most 100 ids"));
         }
         match part.parse::<i64>() {
@@ -265,10 +369,13 @@ mod tests {
         assert_eq!(page_bounds(Some("limit=100&after=7")).unwrap(), PageBounds { after: 7, limit: 100 });
         assert_eq!(page_bounds(Some("limit=1")).unwrap(), PageBounds { after: 0, limit: 1 });
         for bad in ["limit=0", "limit=101", "limit=x", "limit=", "after=-1", "after=y"] {
-            assert!(matches!(page_bounds(Some(bad)), Err(AppError::Validation(e)) if e.len() == 1), "{bad}");
+            assert!(
+                matches!(page_bounds(Some(bad)), Err(AppError::Validation { errors, .. }) if errors.len() == 1),
+                "{bad}"
+            );
         }
         match page_bounds(Some("limit=0&after=z")) {
-            Err(AppError::Validation(e)) => assert_eq!(e.len(), 2, "both are reported"),
+            Err(AppError::Validation { errors, .. }) => assert_eq!(errors.len(), 2, "both are reported"),
             other => panic!("{other:?}"),
         }
     }
@@ -280,8 +387,10 @@ mod tests {
         let hundred: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
         assert_eq!(parse_ids(&hundred.join(",")).unwrap().len(), 100);
         let hundred_one: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
-        for bad in ["", "a", "1,,2", "1,x", "0", "-3", "1.5", " 1", &hundred_one.join(",")] {
-            assert!(matches!(parse_ids(bad), Err(AppError::Validation(_))), "{bad:?}");
+        let hundred_one_same = vec!["7"; 101].join(",");
+        for bad in ["", "a", "1,,2", "1,x", "0", "-3", "1.5", " 1", &hundred_one.join(","), &hundred_one_same] {
+            assert!(matches!(parse_ids(bad), Err(AppError::Validation { .. })), "{bad:?}");
         }
+        assert_eq!(parse_ids(&vec!["7"; 100].join(",")).unwrap(), vec![7]);
     }
 }

@@ -1,7 +1,9 @@
 //! JSON request bodies: parsed in place by simd-json into values that borrow their strings
 //! from the request buffer, then read field by field. Every problem with a body (unknown,
 //! missing and mistyped fields, and the caller's validation failures) is collected and reported
-//! together in one 400.
+//! together in one 400; unknown fields past [`MAX_UNKNOWN_FIELDS`] are only counted.
+
+use std::collections::BinaryHeap;
 
 use simd_json::BorrowedValue;
 use simd_json::borrowed::Object;
@@ -20,22 +22,37 @@ pub fn parse_object(buf: &mut [u8]) -> Result<Box<Object<'_>>, RequestError> {
     }
 }
 
+/// Unknown fields one answer lists (the first in name order); the rest are counted. A body of
+/// thousands of short unknown keys would otherwise get an answer several times its own size,
+/// built from an allocation per key.
+pub const MAX_UNKNOWN_FIELDS: usize = 20;
+
 /// Reads the fields of one object, recording every problem.
 pub struct Fields<'a, 'v> {
     obj: &'a Object<'v>,
     errors: Vec<FieldError>,
+    /// Unknown fields not listed in `errors`.
+    omitted: usize,
 }
 
 impl<'a, 'v> Fields<'a, 'v> {
-    /// Starts reading `obj`; any key not in `known` is recorded as an unknown field.
+    /// Starts reading `obj`; keys not in `known` are recorded as unknown fields, the first
+    /// [`MAX_UNKNOWN_FIELDS`] of them by name, the rest only counted.
     pub fn new(obj: &'a Object<'v>, known: &[&str]) -> Self {
-        let mut unknown: Vec<FieldError> = obj
-            .keys()
-            .filter(|k| !known.contains(&k.as_ref()))
-            .map(|k| FieldError::new(k.as_ref(), "is not a known field"))
-            .collect();
-        unknown.sort_by(|a, b| a.field.cmp(&b.field));
-        Fields { obj, errors: unknown }
+        // The smallest names seen so far, the largest on top: one bounded heap of borrowed
+        // names however many keys the body has.
+        let mut first: BinaryHeap<&str> = BinaryHeap::with_capacity(MAX_UNKNOWN_FIELDS + 1);
+        let mut unknown = 0;
+        for key in obj.keys().map(|k| k.as_ref()).filter(|k| !known.contains(k)) {
+            unknown += 1;
+            first.push(key);
+            if first.len() > MAX_UNKNOWN_FIELDS {
+                first.pop();
+            }
+        }
+        let errors: Vec<FieldError> =
+            first.into_sorted_vec().into_iter().map(|k| FieldError::new(k, "is not a known field")).collect();
+        Fields { obj, omitted: unknown - errors.len(), errors }
     }
 
     /// A required string field.
@@ -88,9 +105,13 @@ impl<'a, 'v> Fields<'a, 'v> {
         }
     }
 
-    /// `Ok` when no problem was recorded, else the 400 listing all of them.
+    /// `Ok` when no problem was recorded, else the 400 listing them.
     pub fn finish(self) -> Result<(), RequestError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(RequestError::Invalid(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RequestError::Invalid { errors: self.errors, omitted: self.omitted })
+        }
     }
 }
 
@@ -108,9 +129,33 @@ mod tests {
 
     fn field_names(r: Result<(), RequestError>) -> Vec<String> {
         match r {
-            Err(RequestError::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(RequestError::Invalid { errors, omitted: 0 }) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected validation errors, got {other:?}"),
         }
+    }
+
+    /// A flood of unknown keys gets a bounded answer: the first names in order, each cut to a
+    /// bounded length, the rest counted; the known fields' own errors are still all listed.
+    #[test]
+    fn unknown_fields_are_listed_up_to_a_bound_and_the_rest_counted() {
+        let keys: Vec<String> = (0..5_000).map(|i| format!("\"k{i:05}\":1")).collect();
+        let long = "é".repeat(100);
+        let body = format!("{{{},\"{long}\":1,\"email\":5}}", keys.join(","));
+        let r = fields_of(&body, &["email", "password"], |f| {
+            f.string("email");
+            f.string("password");
+        });
+        let Err(RequestError::Invalid { errors, omitted }) = r else { panic!("{r:?}") };
+        assert_eq!(omitted, 5_001 - MAX_UNKNOWN_FIELDS);
+        let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let mut want: Vec<String> = (0..MAX_UNKNOWN_FIELDS).map(|i| format!("k{i:05}")).collect();
+        want.extend(["email".to_owned(), "password".to_owned()]);
+        assert_eq!(names, want);
+        // Names past the bound are cut at a character boundary.
+        let r = fields_of(&format!("{{\"{long}\":1}}"), &[], |_| {});
+        let Err(RequestError::Invalid { errors, omitted: 0 }) = r else { panic!("{r:?}") };
+        assert_eq!(errors[0].field, format!("{}…", "é".repeat(32)));
+        assert!(errors[0].field.len() <= crate::http::MAX_FIELD_NAME_BYTES + '…'.len_utf8());
     }
 
     #[test]

@@ -16,6 +16,10 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+/// Longest field name an error answer repeats, in bytes; a longer one (an unknown key of a
+/// client's choosing) is cut at a character boundary and marked with `…`.
+pub const MAX_FIELD_NAME_BYTES: usize = 64;
+
 /// One failing field of a request body or query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -24,8 +28,18 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// `field` is cut to [`MAX_FIELD_NAME_BYTES`].
     pub fn new(field: &str, message: &str) -> Self {
-        FieldError { field: field.to_owned(), message: message.to_owned() }
+        let field = if field.len() > MAX_FIELD_NAME_BYTES {
+            let mut end = MAX_FIELD_NAME_BYTES;
+            while !field.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &field[..end])
+        } else {
+            field.to_owned()
+        };
+        FieldError { field, message: message.to_owned() }
     }
 }
 
@@ -39,8 +53,9 @@ pub enum RequestError {
     TooLarge { limit: usize },
     /// The request cannot be read or parsed; the message is safe to show the client (400).
     Malformed(String),
-    /// Fields failed; every one is listed (400).
-    Invalid(Vec<FieldError>),
+    /// Fields failed (400): `errors` lists them, up to a bound; `omitted` counts the failures
+    /// past it, which the answer only counts.
+    Invalid { errors: Vec<FieldError>, omitted: usize },
 }
 
 /// The body type of every response: bodies are produced whole, so their length is known and

@@ -197,6 +197,7 @@ pub fn spawn_per_core_worker(
             // Opening the shared connections must not delay accepting: requests that arrive
             // first fill the slots themselves.
             tokio::spawn(worker.app.db.warm_up());
+            worker.app.start_session_sweeper();
             let listener = TcpListener::from_std(listener).expect("a non-blocking std listener converts");
             accept_loop(listener, worker).await;
             drain(worker).await;
@@ -229,6 +230,7 @@ pub fn start_multi_thread(
     };
     rt.spawn(worker.app.db.warm_up());
     let done = rt.spawn(async move {
+        worker.app.start_session_sweeper();
         accept_loop(listener, worker).await;
         drain(worker).await;
     });

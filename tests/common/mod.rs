@@ -320,6 +320,31 @@ pub fn db_client() -> postgres_sync::Client {
     postgres_sync::Client::connect(&database_url())
 }
 
+/// A fresh database of its own on the test cluster, dropped at the end.
+pub struct FreshDb {
+    admin: postgres_sync::Client,
+    name: String,
+    pub url: String,
+}
+
+impl FreshDb {
+    pub fn new(tag: &str) -> FreshDb {
+        let admin = postgres_sync::Client::connect(&database_url());
+        let name = format!("bareapi_test_{tag}_{}", std::process::id());
+        admin.query(&format!("DROP DATABASE IF EXISTS {name}"), &[]);
+        admin.query(&format!("CREATE DATABASE {name}"), &[]);
+        let base = database_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        FreshDb { admin, name, url }
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        self.admin.query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name), &[]);
+    }
+}
+
 /// A tiny synchronous wrapper over tokio-postgres for assertions.
 pub mod daemon;
 pub mod load;
@@ -347,6 +372,11 @@ pub mod postgres_sync {
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Vec<tokio_postgres::Row> {
             self.rt.block_on(self.client.query(sql, params)).expect("query")
+        }
+
+        /// Runs `sql`, one or more statements separated by semicolons, without parameters.
+        pub fn batch_execute(&self, sql: &str) {
+            self.rt.block_on(self.client.batch_execute(sql)).expect("batch_execute")
         }
     }
 }
