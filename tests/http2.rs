@@ -160,29 +160,12 @@ fn world_rows(res: &Res, want: usize) -> Vec<(i64, i64)> {
     rows.iter().map(assert_world).collect()
 }
 
-fn expected_fortunes_page() -> String {
-    let mut rows = common::standard_fortunes();
-    rows.push((0, "Additional fortune added at request time.".to_string()));
-    rows.sort_by(|a, b| a.1.cmp(&b.1));
-    let escape = |s: &str| {
-        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#x27;")
-    };
-    let mut page = String::from(
-        "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
-    );
-    for (id, msg) in &rows {
-        page.push_str(&format!("<tr><td>{id}</td><td>{}</td></tr>", escape(msg)));
-    }
-    page.push_str("</table></body></html>");
-    page
-}
-
 /// Every TechEmpower route answers over HTTP/2 exactly as over HTTP/1.1, in both runtime
 /// modes (HTTP/2 runs each stream as a task of the worker's runtime), all on one connection;
 /// and the server advertises the default stream limit.
 #[tokio::test]
 async fn every_benchmark_route_answers_over_http2_in_both_runtimes() {
-    let fortunes = expected_fortunes_page();
+    let fortunes = common::expected_fortunes_page();
     let (db, db_conn) =
         tokio_postgres::connect(&common::database_url(), tokio_postgres::NoTls).await.expect("connect db");
     tokio::spawn(db_conn);

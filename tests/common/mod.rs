@@ -304,6 +304,26 @@ impl Conn {
 }
 
 /// The standard fortune rows, exactly as published (tests/data/tfb-fortunes.tsv).
+/// The whole `/fortunes` page the rules expect: the standard rows plus the one added at request
+/// time, sorted by message, HTML-escaped.
+#[allow(dead_code)] // used by some test binaries only
+pub fn expected_fortunes_page() -> String {
+    let mut rows = standard_fortunes();
+    rows.push((0, "Additional fortune added at request time.".to_string()));
+    rows.sort_by(|a, b| a.1.cmp(&b.1));
+    let escape = |s: &str| {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#x27;")
+    };
+    let mut page = String::from(
+        "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
+    );
+    for (id, msg) in &rows {
+        page.push_str(&format!("<tr><td>{id}</td><td>{}</td></tr>", escape(msg)));
+    }
+    page.push_str("</table></body></html>");
+    page
+}
+
 pub fn standard_fortunes() -> Vec<(i32, String)> {
     let tsv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tfb-fortunes.tsv")).unwrap();
     tsv.lines()
