@@ -26,7 +26,9 @@ fn app() -> App {
         recycle_timeout: Duration::from_millis(10),
     };
     let db = Db::new(&db_cfg, 1, 1).unwrap();
-    let shared = Arc::new(Shared::new(bareapi::routes::MetricsOn::PublicPort).unwrap());
+    let shared = Arc::new(
+        Shared::new(bareapi::routes::MetricsOn::PublicPort, &bareapi::config::AbuseSettings::defaults(1)).unwrap(),
+    );
     App::new(
         db,
         shared,
@@ -57,7 +59,10 @@ fn round_trip(c: &mut Criterion) {
         g.bench_function(path, |b| {
             b.iter(|| {
                 let req = Request::get(path).header("host", "bench").body(Full::new(Bytes::new())).unwrap();
-                black_box(rt.block_on(bareapi::service::handle(&app, &sleeps, req)).unwrap())
+                black_box(
+                    rt.block_on(bareapi::service::handle(&app, &sleeps, &std::net::Ipv4Addr::LOCALHOST.into(), req))
+                        .unwrap(),
+                )
             })
         });
     }

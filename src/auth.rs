@@ -1,8 +1,9 @@
 //! Authentication: password hashing (argon2id, off the async workers), session tokens (32
 //! random bytes, stored only as their SHA-256) and reading the bearer token of a request.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -12,72 +13,175 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::abuse::{self, Reason};
 use crate::db::sessions::TokenHash;
 use crate::error::AppError;
 
 /// Random bytes in a session token.
 pub const TOKEN_BYTES: usize = 32;
 
-/// Hashes that may run at once: one per core. argon2id with the default parameters takes
-/// 19 MiB and most of a core for tens of milliseconds; more hashes than cores only queue in the
-/// blocking pool while holding their memory, so requests wait for a permit instead.
-pub fn hash_permits() -> usize {
-    static PERMITS: OnceLock<usize> = OnceLock::new();
-    *PERMITS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// Password hashing off the async workers: at most `concurrency` hashes at once (one per core
+/// by default: argon2id with the default parameters takes 19 MiB and most of a core for tens of
+/// milliseconds, and more hashes than cores only queue in the blocking pool while holding their
+/// memory), and at most `queue` requests waiting for a slot. Past that a hash is refused at once
+/// ([`AppError::HashingBusy`], 503 + `Retry-After`) rather than queued behind seconds of work.
+pub struct Hashing {
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    queue: usize,
+    /// Requests waiting for a slot now.
+    waiting: AtomicUsize,
+    /// Hashes running now.
+    running: AtomicI64,
+    /// Hashes started since start-up.
+    started_total: AtomicU64,
+    /// When a refusal was last logged, in seconds since `started` (one line a second at most).
+    logged_at: AtomicU64,
+    started: Instant,
 }
 
-fn hashing_permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| Semaphore::new(hash_permits()))
-}
+impl Hashing {
+    pub fn new(concurrency: usize, queue: usize) -> Arc<Hashing> {
+        let concurrency = concurrency.max(1);
+        Arc::new(Hashing {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            queue,
+            waiting: AtomicUsize::new(0),
+            running: AtomicI64::new(0),
+            started_total: AtomicU64::new(0),
+            logged_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
+        })
+    }
 
-/// Hashes running now, process-wide (a gauge in `/metrics`).
-static HASHES_RUNNING: AtomicI64 = AtomicI64::new(0);
+    /// Hashes that may run at once (a gauge in `/metrics`).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
 
-pub fn hashes_running() -> i64 {
-    HASHES_RUNNING.load(Ordering::Relaxed)
-}
+    /// Hashes running now (a gauge in `/metrics`).
+    pub fn running(&self) -> i64 {
+        self.running.load(Ordering::Relaxed)
+    }
 
-/// Counts one hash in [`HASHES_RUNNING`] for as long as it lives, however the hash ends.
-struct Running;
+    /// Hashes started since start-up (a counter in `/metrics`).
+    pub fn started_total(&self) -> u64 {
+        self.started_total.load(Ordering::Relaxed)
+    }
 
-impl Running {
-    fn start() -> Running {
-        HASHES_RUNNING.fetch_add(1, Ordering::Relaxed);
-        Running
+    /// Requests waiting for a hashing slot now (a gauge in `/metrics`).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The argon2id PHC string of `password`, with a random salt.
+    pub async fn hash_password(self: &Arc<Self>, password: String) -> Result<String, AppError> {
+        self.off_worker(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
+            .await?
+            .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+    }
+
+    /// Verifies `password` against `stored` (or, when there is no account, against a dummy hash,
+    /// and answers false). The comparison inside argon2 is constant-time.
+    pub async fn verify_password(self: &Arc<Self>, password: String, stored: Option<String>) -> Result<bool, AppError> {
+        self.off_worker(move || {
+            let exists = stored.is_some();
+            let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
+            let ok = match PasswordHash::new(&phc) {
+                Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+                Err(e) => {
+                    tracing::error!(error = %e, "a stored password hash does not parse");
+                    false
+                }
+            };
+            ok && exists
+        })
+        .await
+    }
+
+    /// A hashing slot: at once when one is free, else after waiting in the bounded queue; when
+    /// the queue is full, [`AppError::HashingBusy`] at once.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, AppError> {
+        let closed = || AppError::Internal("hashing semaphore closed".into());
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(closed()),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.refused();
+            return Err(AppError::HashingBusy);
+        }
+        // Leaves the queue however the wait ends: a slot, or the request dropped.
+        let _waiting = Waiting(&self.waiting);
+        Arc::clone(&self.permits).acquire_owned().await.map_err(|_| closed())
+    }
+
+    /// Counts a refusal; logs one line a second at most.
+    fn refused(&self) {
+        abuse::count(Reason::HashQueueFull);
+        let now = self.started.elapsed().as_secs();
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if (last == u64::MAX || now > last)
+            && self.logged_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(
+                running = self.running(),
+                waiting = self.waiting(),
+                "password hashing queue full: login, signup and credential changes answer 503"
+            );
+        }
+    }
+
+    /// Runs `work` on the blocking pool in a hashing slot. The slot moves into the blocking
+    /// closure: a request dropped mid-hash (its client went away) stops waiting, but the hash it
+    /// started runs to its end, and so must keep its slot until then.
+    async fn off_worker<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let permit = self.slot().await?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // Declared after the permit, so dropped before it: the gauge never counts more
+            // hashes than there are permits.
+            let _running = Running::start(&this);
+            work()
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
     }
 }
 
-impl Drop for Running {
+/// One request in the hashing queue.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        HASHES_RUNNING.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Runs `work` on the blocking pool, at most [`hash_permits`] at a time. The permit moves into
-/// the blocking closure: a request dropped mid-hash (its client went away) stops waiting, but
-/// the hash it started runs to its end, and so must keep its permit until then.
-async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
-    let permit =
-        hashing_permits().acquire().await.map_err(|_| AppError::Internal("hashing semaphore closed".into()))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        // Declared after the permit, so dropped before it: the gauge never counts more hashes
-        // than there are permits.
-        let _running = Running::start();
-        work()
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
+/// Counts one hash in [`Hashing::running`] for as long as it lives, however the hash ends.
+struct Running<'a>(&'a Hashing);
+
+impl<'a> Running<'a> {
+    fn start(hashing: &'a Hashing) -> Running<'a> {
+        hashing.running.fetch_add(1, Ordering::Relaxed);
+        hashing.started_total.fetch_add(1, Ordering::Relaxed);
+        Running(hashing)
+    }
 }
 
-/// The argon2id PHC string of `password`, with a random salt.
-pub async fn hash_password(password: String) -> Result<String, AppError> {
-    off_worker(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
-        .await?
-        .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A hash of a password nobody has, verified when the email is unknown so that a login takes
@@ -90,24 +194,6 @@ fn dummy_hash() -> &'static str {
             .map(|h| h.to_string())
             .expect("hashing a constant password")
     })
-}
-
-/// Verifies `password` against `stored` (or, when there is no account, against a dummy hash,
-/// and answers false). The comparison inside argon2 is constant-time.
-pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, AppError> {
-    off_worker(move || {
-        let exists = stored.is_some();
-        let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = match PasswordHash::new(&phc) {
-            Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
-            Err(e) => {
-                tracing::error!(error = %e, "a stored password hash does not parse");
-                false
-            }
-        };
-        ok && exists
-    })
-    .await
 }
 
 /// A new session token: what the client gets, and what is stored.
@@ -196,13 +282,40 @@ mod tests {
         futures::executor::block_on(async {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             rt.block_on(async {
-                let hash = hash_password("correct horse".into()).await.unwrap();
+                let h = Hashing::new(1, 4);
+                let hash = h.hash_password("correct horse".into()).await.unwrap();
                 assert!(hash.starts_with("$argon2id$"));
-                assert!(verify_password("correct horse".into(), Some(hash.clone())).await.unwrap());
-                assert!(!verify_password("wrong horse".into(), Some(hash)).await.unwrap());
-                assert!(!verify_password("correct horse".into(), None).await.unwrap());
-                assert!(!verify_password("x".into(), Some("not a phc string".into())).await.unwrap());
+                assert!(h.verify_password("correct horse".into(), Some(hash.clone())).await.unwrap());
+                assert!(!h.verify_password("wrong horse".into(), Some(hash)).await.unwrap());
+                assert!(!h.verify_password("correct horse".into(), None).await.unwrap());
+                assert!(!h.verify_password("x".into(), Some("not a phc string".into())).await.unwrap());
+                assert_eq!((h.running(), h.waiting(), h.started_total()), (0, 0, 5));
             });
         });
+    }
+
+    /// With every slot busy and the queue full, a hash is refused at once; a waiter that gives
+    /// up leaves the queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once() {
+        let h = Hashing::new(1, 1);
+        let hold = h.slot().await.unwrap();
+        let waiter = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.slot().await.map(drop) })
+        };
+        while h.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        assert!(matches!(h.hash_password("correct horse".into()).await, Err(AppError::HashingBusy)));
+        assert!(started.elapsed() < std::time::Duration::from_millis(100), "refused without waiting");
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(h.waiting(), 0, "an abandoned wait leaves the queue");
+        drop(hold);
+        let zero_queue = Hashing::new(1, 0);
+        let _busy = zero_queue.slot().await.unwrap();
+        assert!(matches!(zero_queue.slot().await, Err(AppError::HashingBusy)));
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::client_ip::{Cidr, ForwardedHeader, TrustedProxies};
+
 /// Default listen address: all interfaces, the port TechEmpower tooling expects.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
@@ -82,6 +84,32 @@ pub const DEFAULT_SESSION_TTL_SECS: u64 = 86_400;
 /// costs nothing that shows.
 pub const DEFAULT_SESSION_SWEEP_INTERVAL_SECS: u64 = 300;
 
+/// Failed logins one email may have within the window before its logins are refused (429):
+/// enough for a person who mistypes, far too few to guess a password. An attempt counts as it
+/// starts, a success clears the count.
+pub const DEFAULT_LOGIN_FAILURES_MAX: u32 = 10;
+/// The failed-login window, counted from the first failure: 15 minutes, the lock-out a person
+/// can wait out and a guesser cannot use (10 guesses per quarter hour).
+pub const DEFAULT_LOGIN_FAILURES_WINDOW_SECS: u64 = 900;
+/// Logins per client address: a burst of 20, then 30 a minute. A person logs in a few times a
+/// day; an office behind one NAT address still fits; a password sprayer gets 43 200 a day per
+/// address instead of thousands a second.
+pub const DEFAULT_LOGIN_RATE_PER_MINUTE: u32 = 30;
+pub const DEFAULT_LOGIN_BURST: u32 = 20;
+/// Signups per client address: a burst of 20, then 5 a minute. Signup answers 409 for a taken
+/// email, so each signup tests one address; this bounds how fast one client can test them
+/// (7 200 a day per address instead of hundreds a second). The burst lets a family or an
+/// office sign up together, and the load-test suite create its 20 users from one address.
+pub const DEFAULT_SIGNUP_RATE_PER_MINUTE: u32 = 5;
+pub const DEFAULT_SIGNUP_BURST: u32 = 20;
+/// Keys (emails, addresses) each limiter remembers. An entry is well under 100 bytes, so each
+/// limiter stays under about 10 MiB however many distinct keys a flood sends.
+pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
+/// Password hashes that may wait for a hashing slot before login and signup answer 503 at once:
+/// with argon2id's tens of milliseconds per hash and one hash per core, 64 waiting is about a
+/// second of queue on a 2-core machine, well inside the request timeout.
+pub const DEFAULT_HASH_QUEUE: usize = 64;
+
 /// `bareapi`: a fast, honest HTTP API server on hyper and tokio.
 #[derive(Debug, Parser)]
 #[command(name = "bareapi", version, about)]
@@ -95,6 +123,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the larger variant costs nothing that matters.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Apply pending migrations (unless --no-migrate) and serve HTTP (the default).
     Serve(ServeArgs),
@@ -164,6 +194,15 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub http2_max_concurrent_streams: u32,
 
+    /// PEM certificate chain (the server's certificate first): the port then speaks TLS, with
+    /// HTTP/2 and HTTP/1.1 offered by ALPN. Needs --tls-key.
+    #[arg(long, env = "BAREAPI_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert's certificate. Needs --tls-cert.
+    #[arg(long, env = "BAREAPI_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Milliseconds a client has to send its request headers.
     #[arg(long, env = "BAREAPI_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -229,6 +268,58 @@ pub struct ServeArgs {
     #[arg(long, env = "BAREAPI_SESSION_SWEEP_INTERVAL_SECS", default_value_t = DEFAULT_SESSION_SWEEP_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub session_sweep_interval_secs: u64,
+
+    /// Failed logins one email may have within the window before its logins answer 429.
+    #[arg(long, env = "BAREAPI_LOGIN_FAILURES_MAX", default_value_t = DEFAULT_LOGIN_FAILURES_MAX,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failures_max: u32,
+
+    /// Seconds of the failed-login window, from the first failure.
+    #[arg(long, env = "BAREAPI_LOGIN_FAILURES_WINDOW_SECS", default_value_t = DEFAULT_LOGIN_FAILURES_WINDOW_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_failures_window_secs: u64,
+
+    /// Logins per minute one client address may make, past its burst.
+    #[arg(long, env = "BAREAPI_LOGIN_RATE_PER_MINUTE", default_value_t = DEFAULT_LOGIN_RATE_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_rate_per_minute: u32,
+
+    /// Logins one client address may make at once.
+    #[arg(long, env = "BAREAPI_LOGIN_BURST", default_value_t = DEFAULT_LOGIN_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_burst: u32,
+
+    /// Signups per minute one client address may make, past its burst.
+    #[arg(long, env = "BAREAPI_SIGNUP_RATE_PER_MINUTE", default_value_t = DEFAULT_SIGNUP_RATE_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub signup_rate_per_minute: u32,
+
+    /// Signups one client address may make at once.
+    #[arg(long, env = "BAREAPI_SIGNUP_BURST", default_value_t = DEFAULT_SIGNUP_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub signup_burst: u32,
+
+    /// Keys (emails, client addresses) each limiter remembers; the least used are forgotten.
+    #[arg(long, env = "BAREAPI_RATE_LIMIT_KEYS", default_value_t = DEFAULT_RATE_LIMIT_KEYS,
+          value_parser = parse_positive_usize)]
+    pub rate_limit_keys: usize,
+
+    /// Comma-separated CIDRs of the proxies whose forwarding header names the client (none by
+    /// default: the client is the TCP peer).
+    #[arg(long, env = "BAREAPI_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// The header the trusted proxies write the client's address into.
+    #[arg(long, env = "BAREAPI_FORWARDED_HEADER", value_enum, default_value = "x-forwarded-for")]
+    pub forwarded_header: ForwardedHeader,
+
+    /// Password hashes that may run at once (default: the cores this process may run on).
+    #[arg(long, env = "BAREAPI_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub hash_concurrency: Option<u16>,
+
+    /// Password hashes that may wait for a slot; past it login and signup answer 503 at once.
+    #[arg(long, env = "BAREAPI_HASH_QUEUE", default_value_t = DEFAULT_HASH_QUEUE)]
+    pub hash_queue: usize,
 
     /// Do not apply pending migrations at start.
     #[arg(long, env = "BAREAPI_NO_MIGRATE")]
@@ -297,6 +388,10 @@ fn parse_head_bytes(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+}
+
 fn parse_positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -318,10 +413,64 @@ pub struct ServerConfig {
     pub migrate: bool,
     /// Refuse to start when the pools cannot fit the server's `max_connections`.
     pub connection_budget_check: bool,
+    /// Serve TLS with this certificate and key (`None`: cleartext).
+    pub tls: Option<TlsFiles>,
     pub http: HttpSettings,
     pub users: UsersSettings,
+    pub abuse: AbuseSettings,
     pub ops: OpsSettings,
     pub db: DbConfig,
+}
+
+/// The TLS certificate chain and key files, as given on the command line (loaded and checked
+/// by `server::tls` at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificates: the server's first, then its chain (intermediates).
+    pub cert: std::path::PathBuf,
+    /// A PEM private key (PKCS#8, PKCS#1 or SEC1) matching the first certificate.
+    pub key: std::path::PathBuf,
+}
+
+/// A token bucket's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSettings {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// The users API's limits against abuse (see `abuse` and `auth`).
+#[derive(Debug, Clone)]
+pub struct AbuseSettings {
+    pub login_failures_max: u32,
+    pub login_failures_window: Duration,
+    pub login_rate: RateSettings,
+    pub signup_rate: RateSettings,
+    /// Keys each limiter remembers.
+    pub limiter_keys: usize,
+    pub trusted_proxies: TrustedProxies,
+    pub forwarded_header: ForwardedHeader,
+    /// Password hashes running at once.
+    pub hash_concurrency: usize,
+    /// Password hashes waiting for a slot before new ones are refused.
+    pub hash_queue: usize,
+}
+
+impl AbuseSettings {
+    /// The defaults, with `hash_concurrency` hashes at once (for tests and benches).
+    pub fn defaults(hash_concurrency: usize) -> Self {
+        AbuseSettings {
+            login_failures_max: DEFAULT_LOGIN_FAILURES_MAX,
+            login_failures_window: Duration::from_secs(DEFAULT_LOGIN_FAILURES_WINDOW_SECS),
+            login_rate: RateSettings { per_minute: DEFAULT_LOGIN_RATE_PER_MINUTE, burst: DEFAULT_LOGIN_BURST },
+            signup_rate: RateSettings { per_minute: DEFAULT_SIGNUP_RATE_PER_MINUTE, burst: DEFAULT_SIGNUP_BURST },
+            limiter_keys: DEFAULT_RATE_LIMIT_KEYS,
+            trusted_proxies: TrustedProxies::default(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
+            hash_concurrency,
+            hash_queue: DEFAULT_HASH_QUEUE,
+        }
+    }
 }
 
 /// Connection-level HTTP settings.
@@ -463,6 +612,16 @@ impl ServeArgs {
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err("--metrics-listen must differ from --listen".to_owned());
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("--tls-cert needs --tls-key (BAREAPI_TLS_KEY): the certificate's private key".to_owned());
+            }
+            (None, Some(_)) => {
+                return Err("--tls-key needs --tls-cert (BAREAPI_TLS_CERT): the certificate chain".to_owned());
+            }
+        };
         Ok(ServerConfig {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
@@ -472,6 +631,7 @@ impl ServeArgs {
             backlog: self.backlog,
             migrate: !self.no_migrate,
             connection_budget_check: !self.no_connection_budget_check,
+            tls,
             http: HttpSettings {
                 header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
                 http2: self.http2,
@@ -483,6 +643,20 @@ impl ServeArgs {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
                 max_body_bytes: self.users_max_body_bytes.min(self.max_body_bytes),
                 session_sweep_interval: Duration::from_secs(self.session_sweep_interval_secs),
+            },
+            abuse: AbuseSettings {
+                login_failures_max: self.login_failures_max,
+                login_failures_window: Duration::from_secs(self.login_failures_window_secs),
+                login_rate: RateSettings { per_minute: self.login_rate_per_minute, burst: self.login_burst },
+                signup_rate: RateSettings { per_minute: self.signup_rate_per_minute, burst: self.signup_burst },
+                limiter_keys: self.rate_limit_keys,
+                trusted_proxies: TrustedProxies(self.trusted_proxies.clone()),
+                forwarded_header: self.forwarded_header,
+                hash_concurrency: match self.hash_concurrency {
+                    Some(n) => usize::from(n),
+                    None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                },
+                hash_queue: self.hash_queue,
             },
             ops: OpsSettings {
                 max_header_bytes: self.max_header_bytes,
@@ -566,6 +740,86 @@ mod tests {
         let cli = parse(&["--pool-size", "2", "--shared-conns", "3"]).unwrap();
         let err = cli.serve.to_config().unwrap_err();
         assert!(err.contains("--shared-conns"), "{err}");
+    }
+
+    #[test]
+    fn abuse_limits_have_flags_and_documented_defaults() {
+        let cfg = parse(&[]).unwrap().serve.to_config().unwrap();
+        assert_eq!(cfg.abuse.login_failures_max, DEFAULT_LOGIN_FAILURES_MAX);
+        assert_eq!(cfg.abuse.login_failures_window, Duration::from_secs(DEFAULT_LOGIN_FAILURES_WINDOW_SECS));
+        assert_eq!(cfg.abuse.login_rate, RateSettings { per_minute: 30, burst: 20 });
+        assert_eq!(cfg.abuse.signup_rate, RateSettings { per_minute: 5, burst: 20 });
+        assert!(cfg.abuse.trusted_proxies.0.is_empty(), "no proxy is trusted by default");
+        assert_eq!(cfg.abuse.forwarded_header, ForwardedHeader::XForwardedFor);
+        assert!(cfg.abuse.hash_concurrency >= 1);
+        assert_eq!(cfg.abuse.hash_queue, DEFAULT_HASH_QUEUE);
+        let cfg = parse(&[
+            "--login-failures-max",
+            "3",
+            "--login-failures-window-secs",
+            "60",
+            "--login-rate-per-minute",
+            "7",
+            "--login-burst",
+            "2",
+            "--signup-rate-per-minute",
+            "1",
+            "--signup-burst",
+            "1",
+            "--rate-limit-keys",
+            "50",
+            "--hash-concurrency",
+            "1",
+            "--hash-queue",
+            "0",
+            "--forwarded-header",
+            "forwarded",
+            "--trusted-proxies",
+            "10.0.0.0/8,::1",
+            "--trusted-proxies",
+            "192.168.1.0/24",
+        ])
+        .unwrap()
+        .serve
+        .to_config()
+        .unwrap();
+        assert_eq!((cfg.abuse.login_failures_max, cfg.abuse.login_failures_window.as_secs()), (3, 60));
+        assert_eq!(cfg.abuse.login_rate, RateSettings { per_minute: 7, burst: 2 });
+        assert_eq!(cfg.abuse.signup_rate, RateSettings { per_minute: 1, burst: 1 });
+        assert_eq!((cfg.abuse.limiter_keys, cfg.abuse.hash_concurrency, cfg.abuse.hash_queue), (50, 1, 0));
+        assert_eq!(cfg.abuse.forwarded_header, ForwardedHeader::Forwarded);
+        let nets: Vec<String> = cfg.abuse.trusted_proxies.0.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128", "192.168.1.0/24"]);
+        for bad in [
+            &["--trusted-proxies", "10.0.0.0/33"][..],
+            &["--trusted-proxies", "10.0.0.1/8"],
+            &["--trusted-proxies", "10.0.0.0/8,nonsense"],
+            &["--trusted-proxies", "proxy.example.com"],
+            &["--login-failures-max", "0"],
+            &["--login-failures-window-secs", "0"],
+            &["--login-rate-per-minute", "0"],
+            &["--signup-burst", "0"],
+            &["--rate-limit-keys", "0"],
+            &["--hash-concurrency", "0"],
+            &["--hash-queue", "-1"],
+            &["--forwarded-header", "x-real-ip"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let err = parse(&["--trusted-proxies", "10.0.0.0/8,10.0.0.0/99"]).unwrap_err().to_string();
+        assert!(err.contains("--trusted-proxies") && err.contains("prefix length"), "{err}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_go_together() {
+        assert_eq!(parse(&[]).unwrap().serve.to_config().unwrap().tls, None);
+        let cfg = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap().serve.to_config().unwrap();
+        let files = cfg.tls.expect("TLS configured");
+        assert_eq!((files.cert.to_str(), files.key.to_str()), (Some("c.pem"), Some("k.pem")));
+        let err = parse(&["--tls-cert", "c.pem"]).unwrap().serve.to_config().unwrap_err();
+        assert!(err.contains("--tls-cert needs --tls-key"), "{err}");
+        let err = parse(&["--tls-key", "k.pem"]).unwrap().serve.to_config().unwrap_err();
+        assert!(err.contains("--tls-key needs --tls-cert"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,14 @@ pub enum AppError {
     HeaderTooLarge {
         limit: usize,
     },
+    /// The client sent too many requests of a kind (failed logins for one account, logins or
+    /// signups from one address): 429 with `Retry-After` in seconds.
+    TooManyRequests {
+        retry_after: u64,
+        detail: &'static str,
+    },
+    /// Too many password hashes are waiting already: 503 with `Retry-After`, at once.
+    HashingBusy,
     /// A dependency (the database) cannot serve now; the cause is logged.
     Unavailable(String),
     /// The server is shutting down (`/readyz` while draining): ask another instance.
@@ -101,6 +109,8 @@ impl AppError {
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::HashingBusy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -150,7 +160,11 @@ impl AppError {
     /// The problem's `detail`: what the client may know.
     fn detail(&self) -> Cow<'_, str> {
         Cow::Borrowed(match self {
-            AppError::NotFound(detail) | AppError::Forbidden(detail) | AppError::Conflict(detail) => detail,
+            AppError::NotFound(detail)
+            | AppError::Forbidden(detail)
+            | AppError::Conflict(detail)
+            | AppError::TooManyRequests { detail, .. } => detail,
+            AppError::HashingBusy => "Too many password checks are waiting; retry shortly.",
             AppError::MethodNotAllowed { .. } => "This path does not accept this method; see the Allow header.",
             AppError::BadRequest(detail) | AppError::BadHead(detail) => detail.as_str(),
             AppError::Validation { omitted: 0, .. } => "The request has invalid fields; see errors.",
@@ -192,8 +206,11 @@ impl AppError {
             AppError::BadHead(_) | AppError::HeaderTooLarge { .. } => {
                 headers.insert(CONNECTION, CLOSE);
             }
-            AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) => {
+            AppError::Unavailable(_) | AppError::Draining | AppError::Timeout(_) | AppError::HashingBusy => {
                 headers.insert(RETRY_AFTER, RETRY_AFTER_SECONDS);
+            }
+            AppError::TooManyRequests { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
             }
             AppError::Unauthorized { invalid_token } => {
                 let challenge = if invalid_token { "Bearer error=\"invalid_token\"" } else { "Bearer" };
@@ -298,6 +315,19 @@ mod tests {
         assert_eq!((big.status().as_u16(), big.headers().get("connection")), (431, Some(&CLOSE)));
         let plain = AppError::BadRequest("x".into()).into_response("/x", None);
         assert_eq!(plain.headers().get("connection"), None);
+    }
+
+    #[test]
+    fn throttling_answers_carry_retry_after() {
+        let res = AppError::TooManyRequests { retry_after: 42, detail: "Slow down." }.into_response("/x", None);
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["retry-after"], "42");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert!(body_of(res).contains(r#""status":429,"detail":"Slow down.""#));
+        let res = AppError::HashingBusy.into_response("/x", None);
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert!(body_of(res).contains("retry shortly"));
     }
 
     #[test]

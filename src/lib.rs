@@ -3,7 +3,7 @@
 //! # Layout
 //! The modules form layers; each uses only those listed after it.
 //! - [`server`]: start-up (`run`), listeners, the per-core and multi-thread runtimes,
-//!   connections (hyper's builders), hyper's header timer, the `--metrics-listen` listener.
+//!   connections (hyper's builders, TLS), hyper's header timer, the `--metrics-listen` listener.
 //! - [`service`]: the hyper service: match the route once, answer at once or run boxed under
 //!   the timeout, map errors and panics, stamp headers, record metrics.
 //! - [`handlers`]: one module per resource (`techempower`: the TechEmpower suite, `users`,
@@ -29,6 +29,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod abuse;
 pub mod app;
 pub mod auth;
 pub mod cache;

@@ -175,6 +175,22 @@ pub struct Gauge {
     pub read: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
+/// A process-wide counter, read at scrape time.
+pub struct Counter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// A process-wide counter with one label, a series per label value, read at scrape time.
+pub struct LabelledCounter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub label: &'static str,
+    /// Every series: the label's value and the count.
+    pub read: Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+}
+
 /// All shards of the process and the labels they are keyed by.
 pub struct Metrics {
     /// Route labels by template index; the last one is for requests no route matched.
@@ -183,6 +199,8 @@ pub struct Metrics {
     shards: Mutex<Vec<Arc<Shard>>>,
     pools: Mutex<Vec<PoolProbe>>,
     gauges: Mutex<Vec<Gauge>>,
+    counters: Mutex<Vec<Counter>>,
+    labelled: Mutex<Vec<LabelledCounter>>,
 }
 
 impl Metrics {
@@ -195,6 +213,8 @@ impl Metrics {
             shards: Mutex::new(Vec::new()),
             pools: Mutex::new(Vec::new()),
             gauges: Mutex::new(Vec::new()),
+            counters: Mutex::new(Vec::new()),
+            labelled: Mutex::new(Vec::new()),
         }
     }
 
@@ -218,6 +238,14 @@ impl Metrics {
         self.gauges.lock().unwrap_or_else(|p| p.into_inner()).push(gauge);
     }
 
+    pub fn register_counter(&self, counter: Counter) {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).push(counter);
+    }
+
+    pub fn register_labelled_counter(&self, counter: LabelledCounter) {
+        self.labelled.lock().unwrap_or_else(|p| p.into_inner()).push(counter);
+    }
+
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -232,6 +260,15 @@ impl Metrics {
         );
         for g in self.gauges.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = write!(out, "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", g.name, g.help, (g.read)());
+        }
+        for c in self.counters.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = write!(out, "# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", c.name, c.help, (c.read)());
+        }
+        for c in self.labelled.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = write!(out, "# HELP {0} {1}\n# TYPE {0} counter\n", c.name, c.help);
+            for (value, count) in (c.read)() {
+                let _ = writeln!(out, "{}{{{}=\"{}\"}} {count}", c.name, c.label, escape(value));
+            }
         }
         let _ = write!(
             out,
@@ -368,6 +405,24 @@ mod tests {
         assert!(m.render().contains("# TYPE bareapi_things gauge\nbareapi_things 3\n"));
         value.store(5, Ordering::Relaxed);
         assert!(m.render().contains("\nbareapi_things 5\n"));
+    }
+
+    #[test]
+    fn counters_render_a_series_per_value() {
+        let m = Metrics::new(vec!["/a"]);
+        m.register_counter(Counter { name: "bareapi_things_total", help: "Things.", read: Box::new(|| 7) });
+        assert!(m.render().contains("# TYPE bareapi_things_total counter\nbareapi_things_total 7\n"));
+        m.register_labelled_counter(LabelledCounter {
+            name: "bareapi_refused_total",
+            help: "Refusals.",
+            label: "reason",
+            read: Box::new(|| vec![("a", 2), ("b", 0)]),
+        });
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE bareapi_refused_total counter\nbareapi_refused_total{reason=\"a\"} 2\nbareapi_refused_total{reason=\"b\"} 0\n"),
+            "{text}"
+        );
     }
 
     #[test]

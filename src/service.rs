@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -97,8 +98,10 @@ struct Pending<'a> {
 }
 
 /// Answers one request. Never fails: every error is already a response. `sleeps` are the
-/// connection's reusable timers (the request timeout's is taken from there).
-pub fn handle<'a, B>(app: &'a App, sleeps: &Arc<ConnSleeps>, req: Request<B>) -> Answer<'a>
+/// connection's reusable timers (the request timeout's is taken from there); `peer` is the
+/// connection's remote address, handed to the users API alone (its abuse limits are per client
+/// address) and to nothing else.
+pub fn handle<'a, B>(app: &'a App, sleeps: &Arc<ConnSleeps>, peer: &IpAddr, req: Request<B>) -> Answer<'a>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'a,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -120,7 +123,7 @@ where
         }
         Work::WithRequest(work) => {
             let head = Head { method: parts.method.clone(), version: parts.version };
-            work.start(app, owned_head(parts), body, Guard { app, sleeps: Arc::clone(sleeps), head, pending })
+            work.start(app, owned_head(parts), body, *peer, Guard { app, sleeps: Arc::clone(sleeps), head, pending })
         }
     }
 }

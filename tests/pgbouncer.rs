@@ -143,7 +143,9 @@ fn every_route_reads_and_writes_through_pgbouncer_in_session_mode() {
     assert_eq!(res.status, 204, "{}", res.text());
     assert_eq!(stored(live)[0].get::<_, i64>(0), 0, "the session is revoked");
     let token = token_for(&mut conn, &email);
-    let res = conn.send("DELETE", &path, &[("Authorization", &format!("Bearer {token}"))], None);
+    let confirm = serde_json::json!({"current_password": PASSWORD}).to_string();
+    let res =
+        conn.send("DELETE", &path, &[JSON, ("Authorization", &format!("Bearer {token}"))], Some(confirm.as_bytes()));
     assert_eq!(res.status, 204, "{}", res.text());
     assert!(stored("SELECT id FROM users WHERE id = $1").is_empty(), "the user is deleted");
 

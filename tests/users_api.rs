@@ -265,8 +265,9 @@ fn users_change_only_themselves() {
     problem(&login(&mut conn, &a_email, PASSWORD), 401);
     assert_eq!(login(&mut conn, &a_email, "a brand new secret").status, 201);
 
-    let res = conn.send("DELETE", &mine, &h[1..], None);
-    assert_eq!(res.status, 204);
+    let confirm = json!({"current_password": "a brand new secret"}).to_string();
+    let res = conn.send("DELETE", &mine, &h, Some(confirm.as_bytes()));
+    assert_eq!(res.status, 204, "{}", res.text());
     assert!(res.body.is_empty());
     // The account's sessions went with it.
     problem(&get_auth(&mut conn, &format!("/api/users/{b}"), &token_a, &[]), 401);

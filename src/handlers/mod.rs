@@ -11,6 +11,8 @@ pub mod techempower;
 pub mod test_hooks;
 pub mod users;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::Response;
 use http::request::Parts;
@@ -137,20 +139,21 @@ pub enum WithRequest {
 }
 
 impl WithRequest {
-    /// Hands this handler's own future, owning the request head and body, to `to`.
-    pub fn start<'a, B, S>(self, app: &'a App, parts: Parts, body: B, to: S) -> S::Output
+    /// Hands this handler's own future, owning the request head and body, to `to`. `peer` is
+    /// the connection's remote address: login and signup are limited per client address.
+    pub fn start<'a, B, S>(self, app: &'a App, parts: Parts, body: B, peer: IpAddr, to: S) -> S::Output
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'a,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         S: Start<'a>,
     {
         match self {
-            WithRequest::CreateUser => to.start(async move { users::create(app, &parts, body).await }),
+            WithRequest::CreateUser => to.start(async move { users::create(app, &parts, body, peer).await }),
             WithRequest::ListUsers => to.start(async move { users::list(app, &parts).await }),
             WithRequest::GetUser(id) => to.start(async move { users::get(app, &parts, id).await }),
             WithRequest::PatchUser(id) => to.start(async move { users::patch(app, &parts, body, id).await }),
-            WithRequest::DeleteUser(id) => to.start(async move { users::delete(app, &parts, id).await }),
-            WithRequest::CreateSession => to.start(async move { sessions::create(app, &parts, body).await }),
+            WithRequest::DeleteUser(id) => to.start(async move { users::delete(app, &parts, body, id).await }),
+            WithRequest::CreateSession => to.start(async move { sessions::create(app, &parts, body, peer).await }),
             WithRequest::DeleteAllSessions => to.start(async move { sessions::delete_all(app, &parts).await }),
             WithRequest::DeleteCurrentSession => to.start(async move { sessions::delete_current(app, &parts).await }),
         }
@@ -198,7 +201,9 @@ mod tests {
         };
         App::new(
             Db::new(&db, 1, 1).unwrap(),
-            Arc::new(Shared::new(crate::routes::MetricsOn::PublicPort).unwrap()),
+            Arc::new(
+                Shared::new(crate::routes::MetricsOn::PublicPort, &crate::config::AbuseSettings::defaults(1)).unwrap(),
+            ),
             users,
             ops,
             Writers::One,

@@ -5,26 +5,30 @@
 //! (412, not applied). In `checkout` mode a lease is an exclusive pool connection, so none is
 //! held while a body is read or a password hashed.
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use bytes::Bytes;
-use http::header::{IF_MATCH, IF_NONE_MATCH, LOCATION};
+use http::header::{CONTENT_TYPE, IF_MATCH, IF_NONE_MATCH, LOCATION};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::auth;
 use crate::db::sessions::TokenHash;
 use crate::db::users::{self, User, UserChanges};
 use crate::db::{DbError, PreparedClient, sessions};
 use crate::error::AppError;
 use crate::http::body::read_json;
 use crate::http::caching::preconditions_hold;
+use crate::http::client_ip::client_ip;
 use crate::http::json_in::{Fields, parse_object};
 use crate::http::negotiate::{Cacheable, api_json, etags};
 use crate::http::query::param;
 use crate::http::{Body, FieldError, to_json};
 use crate::router::Params;
 use crate::validation;
+use crate::{abuse, auth};
 
 /// Most ids one batch read may name, duplicates included.
 pub const MAX_BATCH_IDS: usize = 100;
@@ -84,12 +88,17 @@ fn user_json(view: &UserView<'_>) -> Result<Bytes, AppError> {
     Ok(to_json(view, USER_JSON_BYTES)?)
 }
 
-/// `POST /api/users`: `{email, password, name?}` → 201 with `Location`.
-pub async fn create<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>, AppError>
+/// `POST /api/users`: `{email, password, name?}` → 201 with `Location`. Limited per client
+/// address (a token bucket, checked before the body is read): the 409 for a taken email tells
+/// whether an address has an account, and this bounds how fast one client can ask.
+pub async fn create<B>(app: &App, parts: &Parts, body: B, peer: IpAddr) -> Result<Response<Body>, AppError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let shared = &app.shared;
+    let client = client_ip(peer, &parts.headers, &shared.trusted_proxies, shared.forwarded_header);
+    shared.limits.signups.check(client, Instant::now())?;
     let mut buf = read_json(parts, body, app.users.max_body_bytes).await?;
     let obj = parse_object(&mut buf)?;
     let mut f = Fields::new(&obj, &["email", "password", "name"]);
@@ -103,7 +112,7 @@ where
     let (Some(email), Some(password)) = (email, password) else {
         return Err(AppError::Internal("validated fields missing".into()));
     };
-    let hash = auth::hash_password(password.to_owned()).await?;
+    let hash = app.shared.hashing.hash_password(password.to_owned()).await?;
     let lease = app.db.lease().await?;
     let user = users::insert_user(&lease, &email, name.unwrap_or(""), &hash).await.map_err(conflict_on_email)?;
     drop(lease);
@@ -198,13 +207,11 @@ where
     let obj = parse_object(&mut buf)?;
     let change = read_change(&obj)?;
     if change.touches_credentials() {
-        let given = change.current_password.unwrap_or_default().to_owned();
-        if !auth::verify_password(given, Some(stored_hash)).await? {
-            return Err(AppError::Forbidden("The current password is wrong."));
-        }
+        let given = change.current_password.unwrap_or_default();
+        check_current_password(app, &current.email, given, stored_hash).await?;
     }
     let password_hash = match change.password {
-        Some(p) => Some(auth::hash_password(p.to_owned()).await?),
+        Some(p) => Some(app.shared.hashing.hash_password(p.to_owned()).await?),
         None => None,
     };
     // The version the preconditions and the current password were checked against; without
@@ -231,13 +238,55 @@ where
     Ok(api_json(parts, StatusCode::OK, user_json(&UserView::of(&user, id))?, Cacheable::Revalidate))
 }
 
-/// `DELETE /api/users/{id}`: only one's own account; its sessions go with it.
-pub async fn delete(app: &App, parts: &Parts, id: i64) -> Result<Response<Body>, AppError> {
-    let lease = app.db.lease().await?;
-    let session = authenticate(&lease, parts).await?;
-    if session.user_id != id {
-        return Err(AppError::Forbidden("You may delete only your own account."));
+/// Checks the account's current password (PATCH of credentials, DELETE): 403 when wrong. A
+/// wrong one counts as a failed login of the account's email, so a stolen token cannot be used
+/// to guess the password faster than logins can (429 past the limit, before any hashing).
+async fn check_current_password(app: &App, email: &str, given: &str, stored_hash: String) -> Result<(), AppError> {
+    let failures = &app.shared.limits.failed_logins;
+    let key = abuse::email_key(email);
+    failures.attempt(&key, Instant::now())?;
+    match app.shared.hashing.verify_password(given.to_owned(), Some(stored_hash)).await {
+        Ok(true) => {
+            failures.succeeded(&key);
+            Ok(())
+        }
+        Ok(false) => Err(AppError::Forbidden("The current password is wrong.")),
+        Err(e) => {
+            failures.not_attempted(&key);
+            Err(e)
+        }
     }
+}
+
+/// `DELETE /api/users/{id}`: only one's own account, and only with its current password
+/// (`{"current_password": ...}`: 400 without, 403 when wrong), so that a stolen token alone
+/// cannot delete it; its sessions go with it.
+pub async fn delete<B>(app: &App, parts: &Parts, body: B, id: i64) -> Result<Response<Body>, AppError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (current, stored_hash) = {
+        let lease = app.db.lease().await?;
+        let session = authenticate(&lease, parts).await?;
+        if session.user_id != id {
+            return Err(AppError::Forbidden("You may delete only your own account."));
+        }
+        users::find_for_change(&lease, id).await?.ok_or(AppError::NotFound("No user has this id."))?
+    };
+    let required = || AppError::invalid("current_password", "is required to delete the account");
+    // No body at all: the password is missing (not the wrong media type of a body).
+    if !parts.headers.contains_key(CONTENT_TYPE) {
+        return Err(required());
+    }
+    let mut buf = read_json(parts, body, app.users.max_body_bytes).await?;
+    let obj = parse_object(&mut buf)?;
+    let mut f = Fields::new(&obj, &["current_password"]);
+    let given = f.string("current_password");
+    f.finish()?;
+    let given = given.ok_or_else(required)?;
+    check_current_password(app, &current.email, given, stored_hash).await?;
+    let lease = app.db.lease().await?;
     if !users::delete_user(&lease, id).await? {
         return Err(AppError::NotFound("No user has this id."));
     }

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod caching;
+pub mod client_ip;
 pub mod compression;
 pub mod date;
 pub mod json_in;

@@ -17,8 +17,14 @@
 //! connection that never sends the bytes telling HTTP/1.1 from the HTTP/2 preface. HTTP/2's
 //! own limits (streams, header list, reset floods, windows, pings) are set in
 //! [`Protocols::new`].
+//!
+//! With TLS (`--tls-cert`), [`serve_tls`] runs the handshake first, bounded by the header
+//! timeout, then serves HTTP/2 when ALPN chose `h2` (with `--http2` or without) and HTTP/1.1
+//! otherwise, with the same builders and limits. A TLS connection never gets the raw 400/431
+//! above (those bytes would be cleartext inside a TLS stream): hyper's close is the answer.
 
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +33,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::StatusCode;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -41,6 +47,7 @@ use crate::config::{DEFAULT_MAX_HEADERS, HttpSettings};
 use crate::error::problem_json;
 use crate::server::runtime::Worker;
 use crate::server::timer::ConnTimer;
+use crate::server::tls::SharedTlsConfig;
 use crate::service;
 use crate::sleeps::ConnSleeps;
 
@@ -53,6 +60,15 @@ pub struct Protocols {
     /// The header read timeout, which with HTTP/2 enabled also bounds a connection's idle
     /// time (see [`Activity`]).
     header_read_timeout: Duration,
+    /// Set when TLS is configured (see [`serve_tls`]).
+    tls: Option<TlsProtocols>,
+}
+
+/// What a TLS connection is served with: the configuration new handshakes use, and an HTTP/2
+/// builder with the same limits as the h2c one, for connections whose ALPN chose `h2`.
+struct TlsProtocols {
+    config: SharedTlsConfig,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 /// Streams a client may open and reset before the server has accepted them, at any one time,
@@ -103,8 +119,42 @@ macro_rules! configure_http1 {
     }};
 }
 
+/// HTTP/2's limits, applied alike to hyper-util's auto builder (h2c) and to hyper's HTTP/2
+/// builder (h2 over TLS): two types with the same methods.
+macro_rules! configure_http2 {
+    ($builder:expr, $http:expr) => {{
+        let (b, http): (_, &HttpSettings) = ($builder, $http);
+        b.timer(TokioTimer::new())
+            // Beyond it a compliant client waits; one that does not has its extra streams
+            // refused (REFUSED_STREAM, counted below). Bounds the handlers and request
+            // bodies one connection holds at once (config.rs).
+            .max_concurrent_streams(http.http2_max_concurrent_streams)
+            // The HTTP/1 head bound, applied to the decoded header list (names, values and
+            // RFC 9113's 32 bytes per field): past it the stream gets 431 and the
+            // connection carries on; past four times it, h2 closes the connection.
+            // (One header value past `--max-header-bytes` gets the service's 431, as with
+            // HTTP/1; `--max-headers` is HTTP/1's only: here the list size bounds the count.)
+            .max_header_list_size(u32::try_from(http.max_head_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+            .initial_stream_window_size(H2_WINDOW_BYTES)
+            .initial_connection_window_size(H2_WINDOW_BYTES)
+            .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
+            // A client with requests open that does not answer a ping within the header
+            // timeout is gone (or stalling on purpose): the connection is closed instead
+            // of waiting for TCP to notice (minutes). Idle connections are closed apart.
+            .keep_alive_interval(http.header_read_timeout)
+            .keep_alive_timeout(http.header_read_timeout);
+    }};
+}
+
 impl Protocols {
     pub fn new(http: &HttpSettings) -> Self {
+        Self::with_tls(http, None)
+    }
+
+    /// Like [`Protocols::new`], serving TLS with `tls` when it is set.
+    pub fn with_tls(http: &HttpSettings, tls: Option<SharedTlsConfig>) -> Self {
         let mut http1 = http1::Builder::new();
         configure_http1!(&mut http1, http);
         // An exact bound on the head: past it, 431 (tests/limits.rs).
@@ -116,31 +166,15 @@ impl Protocols {
             // to one read before hyper answers 431. hyper asserts at least 8 KiB (config.rs
             // refuses less; the max keeps a library caller from the panic).
             b.http1().max_buf_size(http.max_head_bytes.max(8192));
-            b.http2()
-                .timer(TokioTimer::new())
-                // Beyond it a compliant client waits; one that does not has its extra streams
-                // refused (REFUSED_STREAM, counted below). Bounds the handlers and request
-                // bodies one connection holds at once (config.rs).
-                .max_concurrent_streams(http.http2_max_concurrent_streams)
-                // The HTTP/1 head bound, applied to the decoded header list (names, values and
-                // RFC 9113's 32 bytes per field): past it the stream gets 431 and the
-                // connection carries on; past four times it, h2 closes the connection.
-                // (One header value past `--max-header-bytes` gets the service's 431, as with
-                // HTTP/1; `--max-headers` is HTTP/1's only: here the list size bounds the count.)
-                .max_header_list_size(u32::try_from(http.max_head_bytes).unwrap_or(u32::MAX))
-                .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
-                .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
-                .initial_stream_window_size(H2_WINDOW_BYTES)
-                .initial_connection_window_size(H2_WINDOW_BYTES)
-                .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
-                // A client with requests open that does not answer a ping within the header
-                // timeout is gone (or stalling on purpose): the connection is closed instead
-                // of waiting for TCP to notice (minutes). Idle connections are closed apart.
-                .keep_alive_interval(http.header_read_timeout)
-                .keep_alive_timeout(http.header_read_timeout);
+            configure_http2!(&mut b.http2(), http);
             b
         });
-        Protocols { http1, auto, header_read_timeout: http.header_read_timeout }
+        let tls = tls.map(|config| {
+            let mut http2 = http2::Builder::new(TokioExecutor::new());
+            configure_http2!(&mut http2, http);
+            TlsProtocols { config, http2 }
+        });
+        Protocols { http1, auto, header_read_timeout: http.header_read_timeout, tls }
     }
 }
 
@@ -202,54 +236,63 @@ impl AsyncWrite for NoShutdown {
     }
 }
 
+/// Serves the hyper connection `$conn` until it ends, the same way for every protocol when
+/// shutdown begins: finish gracefully. `$idle` resolves when the connection has been idle too
+/// long: it is closed gracefully then. `$finishing` is the pinned [`Finishing`] future.
+///
+/// [`Finishing`]: crate::shutdown::Finishing
+macro_rules! until_done_or_shutdown {
+    ($conn:expr, $idle:expr, $finishing:ident) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = $idle => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = $finishing.as_mut() => {
+                // A busy connection closes after its next answer (service.rs adds
+                // `Connection: close` while draining). An idle one gets a moment for a
+                // request already on its way, then closes.
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
+            }
+        }
+    }};
+}
+
 /// How long a kept-alive connection may stay open after shutdown begins before it is closed
 /// if idle. Closing an idle connection can cross a request the client has just sent (which
 /// then fails); a request already on the wire arrives well within this, and is answered.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 
-/// Serves `stream` until the client or shutdown ends it. `open` counts it for the drain;
+/// Serves `stream`, from `peer`, until the client or shutdown ends it. `open` counts it for the drain;
 /// `_permit` holds its place under the worker's connection limit (`None` for the few accepted
 /// from the backlog after shutdown began, see runtime.rs).
-pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphorePermit>) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, open: Open, _permit: Option<OwnedSemaphorePermit>) {
+    // The users API limits logins and signups per client address; nothing else reads it.
+    let peer = peer.ip();
     let worker = open.worker;
     let app = &worker.app;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }
     let protocols = &worker.protocols;
+    if let Some(tls) = &protocols.tls {
+        return serve_tls(tls, stream, peer, worker).await;
+    }
     // Polled beside hyper each time the connection wakes, so cheap to poll (see `Finishing`).
     let finishing = app.shared.shutdown.finishing_connections();
     tokio::pin!(finishing);
     // See the module doc: for answering requests hyper could not parse.
     let spare = socket2::SockRef::from(&stream).try_clone().ok();
     let io = TokioIo::new(NoShutdown(stream));
-    // Both connection types answer the same way to shutdown: finish gracefully. `$idle`
-    // resolves when the connection has been idle too long: it is closed gracefully then.
-    macro_rules! until_done_or_shutdown {
-        ($conn:expr, $idle:expr) => {{
-            let conn = $conn;
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = $idle => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-                () = finishing.as_mut() => {
-                    // A busy connection closes after its next answer (service.rs adds
-                    // `Connection: close` while draining). An idle one gets a moment for a
-                    // request already on its way, then closes.
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                    }
-                }
-            }
-        }};
-    }
     let sleeps = Arc::new(ConnSleeps::default());
     let result = match &protocols.auto {
         Some(auto) => {
@@ -260,19 +303,24 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
             let tracked = Arc::clone(&activity);
             let svc = service_fn(move |req| {
                 let running = Running::new(&tracked);
-                service::handle(app, &sleeps, req).map(move |answer| {
+                service::handle(app, &sleeps, &peer, req).map(move |answer| {
                     drop(running);
                     answer
                 })
             });
-            until_done_or_shutdown!(auto.serve_connection(io, svc), activity.idle_for(protocols.header_read_timeout))
+            until_done_or_shutdown!(
+                auto.serve_connection(io, svc),
+                activity.idle_for(protocols.header_read_timeout),
+                finishing
+            )
         }
         None => {
             // hyper's header timer closes an idle HTTP/1.1 connection by itself.
             let mut http1 = protocols.http1.clone();
             http1.timer(ConnTimer::new(Arc::clone(&sleeps)));
-            let svc = service_fn(move |req| service::handle(app, &sleeps, req));
-            until_done_or_shutdown!(http1.serve_connection(io, svc), std::future::pending()).map_err(Into::into)
+            let svc = service_fn(move |req| service::handle(app, &sleeps, &peer, req));
+            until_done_or_shutdown!(http1.serve_connection(io, svc), std::future::pending(), finishing)
+                .map_err(Into::into)
         }
     };
     if let Err(e) = result {
@@ -281,6 +329,58 @@ pub async fn serve(stream: TcpStream, open: Open, _permit: Option<OwnedSemaphore
         if let (Some(err), Some(socket)) = (e.downcast_ref::<hyper::Error>(), spare) {
             answer_unparsable(err, socket);
         }
+    }
+}
+
+/// Serves a TLS connection: the handshake, bounded by the header timeout (a client that sends
+/// nothing, or stalls mid-handshake, is cut then) and given up when shutdown begins; then
+/// HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise. A failed handshake (plain HTTP sent to the
+/// TLS port among them) ends with the close; rustls answers it with an alert where it can.
+async fn serve_tls(tls: &TlsProtocols, stream: TcpStream, peer: IpAddr, worker: &'static Worker) {
+    let app = &worker.app;
+    let protocols = &worker.protocols;
+    let timeout = protocols.header_read_timeout;
+    let finishing = app.shared.shutdown.finishing_connections();
+    tokio::pin!(finishing);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
+    let stream = tokio::select! {
+        done = tokio::time::timeout(timeout, acceptor.accept(stream)) => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(?timeout, "TLS handshake not done within the header timeout");
+                return;
+            }
+        },
+        () = finishing.as_mut() => return,
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let sleeps = Arc::new(ConnSleeps::default());
+    let result = if h2 {
+        // hyper keeps an idle HTTP/2 connection open while its client answers pings.
+        let activity = Arc::new(Activity::new());
+        let tracked = Arc::clone(&activity);
+        let svc = service_fn(move |req| {
+            let running = Running::new(&tracked);
+            service::handle(app, &sleeps, &peer, req).map(move |answer| {
+                drop(running);
+                answer
+            })
+        });
+        until_done_or_shutdown!(tls.http2.serve_connection(io, svc), activity.idle_for(timeout), finishing)
+    } else {
+        // hyper's header timer closes an idle HTTP/1.1 connection by itself.
+        let mut http1 = protocols.http1.clone();
+        http1.timer(ConnTimer::new(Arc::clone(&sleeps)));
+        let svc = service_fn(move |req| service::handle(app, &sleeps, &peer, req));
+        until_done_or_shutdown!(http1.serve_connection(io, svc), std::future::pending(), finishing)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %Chain(&e), "TLS connection ended with an error");
     }
 }
 

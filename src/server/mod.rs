@@ -7,6 +7,7 @@ pub mod listener;
 pub mod ops_listener;
 pub mod runtime;
 pub mod timer;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -125,9 +126,18 @@ pub fn run(
     bind: impl FnOnce(&ServerConfig) -> Result<Listeners, String>,
     shutdown: impl Future<Output = Result<(), String>>,
 ) -> Result<(), String> {
+    // Before the database: a bad certificate or key is a start-up error that names it.
+    let tls = match &cfg.tls {
+        Some(files) => {
+            let config = tls::load(files)?;
+            tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS on (ALPN h2, http/1.1)");
+            Some(Arc::new(arc_swap::ArcSwap::from_pointee(config)))
+        }
+        None => None,
+    };
     let control = control_runtime()?;
     let metrics_on = if cfg.metrics_listen.is_some() { MetricsOn::OwnListener } else { MetricsOn::PublicPort };
-    let shared = Arc::new(Shared::new(metrics_on).map_err(|e| e.to_string())?);
+    let shared = Arc::new(Shared::new(metrics_on, &cfg.abuse).map_err(|e| e.to_string())?);
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
     release_start_up_memory();
     let ops = match cfg.metrics_listen {
@@ -141,7 +151,7 @@ pub fn run(
     };
     let listeners = bind(&cfg)?;
     let addr = listeners.local_addr().map_err(|e| e.to_string())?;
-    let running = start_workers(&cfg, listeners, &shared)?;
+    let running = start_workers(&cfg, listeners, &shared, tls)?;
     let (layout, workers) = match &running {
         Running::PerCore(threads) => ("per-core", threads.len()),
         Running::MultiThread(..) => ("multi-thread", cfg.workers),
@@ -194,9 +204,20 @@ impl Running {
 }
 
 /// Starts the workers serving `listeners`.
-fn start_workers(cfg: &ServerConfig, listeners: Listeners, shared: &Arc<Shared>) -> Result<Running, String> {
-    let setup =
-        WorkerSetup { db: cfg.db.clone(), shared: Arc::clone(shared), http: cfg.http, users: cfg.users, ops: cfg.ops };
+fn start_workers(
+    cfg: &ServerConfig,
+    listeners: Listeners,
+    shared: &Arc<Shared>,
+    tls: Option<tls::SharedTlsConfig>,
+) -> Result<Running, String> {
+    let setup = WorkerSetup {
+        db: cfg.db.clone(),
+        shared: Arc::clone(shared),
+        http: cfg.http,
+        users: cfg.users,
+        ops: cfg.ops,
+        tls,
+    };
     match listeners {
         Listeners::PerCore(listeners) => {
             let cores = if cfg.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };

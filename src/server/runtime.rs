@@ -13,6 +13,7 @@ use crate::config::{DbConfig, HttpSettings, OpsSettings, UsersSettings};
 use crate::db::Db;
 use crate::metrics::{PoolFigures, Writers};
 use crate::server::connection::{self, Open, Protocols};
+use crate::server::tls::SharedTlsConfig;
 use crate::shutdown::{Phase, reached};
 
 /// What every worker needs to build its [`Worker`].
@@ -23,6 +24,8 @@ pub struct WorkerSetup {
     pub http: HttpSettings,
     pub users: UsersSettings,
     pub ops: OpsSettings,
+    /// The TLS configuration every worker handshakes with (`None`: cleartext).
+    pub tls: Option<SharedTlsConfig>,
 }
 
 /// One worker: the [`App`] its requests run against and what serving connections takes.
@@ -48,7 +51,7 @@ fn leak_worker(
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
     let worker: &'static Worker = Box::leak(Box::new(Worker {
         app: App::new(db, Arc::clone(&setup.shared), setup.users, ops, writers),
-        protocols: Protocols::new(&setup.http),
+        protocols: Protocols::with_tls(&setup.http, setup.tls.clone()),
         connection_permits: Arc::new(Semaphore::new(ops.max_connections)),
         idle: Notify::new(),
     }));
@@ -83,8 +86,8 @@ pub async fn accept_loop(listener: TcpListener, worker: &'static Worker) {
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    tokio::spawn(connection::serve(stream, Open::new(worker), Some(permit)));
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection::serve(stream, peer, Open::new(worker), Some(permit)));
                 }
                 Err(e) => {
                     // EMFILE/ENFILE and friends: back off instead of spinning on the error.
@@ -120,12 +123,12 @@ fn empty_backlog(listener: TcpListener, worker: &'static Worker) {
     let mut taken = 0usize;
     loop {
         match listener.accept() {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 match stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
                     Ok(stream) => {
                         taken += 1;
                         let permit = Arc::clone(&worker.connection_permits).try_acquire_owned().ok();
-                        tokio::spawn(connection::serve(stream, Open::new(worker), permit));
+                        tokio::spawn(connection::serve(stream, peer, Open::new(worker), permit));
                     }
                     Err(e) => tracing::warn!(error = %e, "could not serve a connection from the backlog"),
                 }

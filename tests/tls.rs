@@ -1,0 +1,300 @@
+//! TLS (`--tls-cert`, `--tls-key`) against the real binary and a real PostgreSQL, with curl as
+//! the client (HTTP/1.1 and HTTP/2 chosen by ALPN) and a certificate chain made here with
+//! rcgen: every TechEmpower route and a users-API round trip over both protocols, plain HTTP
+//! sent to the TLS port, clients that never finish their handshake, and the certificate and key
+//! files the server must refuse to start with.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, database_url, run_to_exit, users};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+/// A folder of PEM files for one test, removed on drop.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("bareapi-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Pki { dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// A CA (`ca.pem`), a leaf for localhost and 127.0.0.1 signed by it, its chain file
+    /// (`chain.pem`: leaf then CA, as a server is configured) and its key (`key.pem`).
+    fn chain(&self) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, "bareapi test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        self.write("ca.pem", &ca_cert.pem());
+        self.write("chain.pem", &format!("{}{}", leaf_cert.pem(), ca_cert.pem()));
+        self.write("key.pem", &leaf_key.serialize_pem());
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the server with `pki`'s chain and key, passed as flags or (`by_env`) through
+/// `BAREAPI_TLS_CERT` / `BAREAPI_TLS_KEY`, plus `extra` flags.
+fn start_tls(pki: &Pki, by_env: bool, extra: &[&str]) -> Server {
+    let (cert, key) = (pki.path("chain.pem"), pki.path("key.pem"));
+    if by_env {
+        Server::start_with_env(extra, &[("BAREAPI_TLS_CERT", cert.as_str()), ("BAREAPI_TLS_KEY", key.as_str())])
+    } else {
+        let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
+}
+
+struct CurlAnswer {
+    status: u16,
+    /// curl's `%{http_version}`: "1.1" or "2".
+    version: String,
+    body: String,
+}
+
+impl CurlAnswer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("bad JSON {e}: {}", self.body))
+    }
+}
+
+/// One request with curl over TLS to `addr` as https://localhost, verifying the server's
+/// chain against the test CA; `version` is `--http1.1` or `--http2`.
+fn curl(pki: &Pki, addr: SocketAddr, version: &str, path: &str, extra: &[&str]) -> CurlAnswer {
+    let port = addr.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", version, "--cacert", &pki.path("ca.pem")])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .expect("curl runs (Debian's curl package)");
+    let text = String::from_utf8(out.stdout).expect("UTF-8 answer");
+    assert!(out.status.success(), "curl {version} {path}: {}{text}", String::from_utf8_lossy(&out.stderr));
+    let (body, tail) = text.rsplit_once('\n').expect("curl's -w line");
+    let (status, version) = tail.split_once(' ').expect("status and version");
+    CurlAnswer { status: status.parse().unwrap(), version: version.to_owned(), body: body.to_owned() }
+}
+
+fn curl_has_http2() {
+    let out = Command::new("curl").arg("-V").output().expect("curl installed (apt-get install curl)");
+    let features = String::from_utf8_lossy(&out.stdout);
+    assert!(features.contains("HTTP2"), "this curl has no HTTP/2 (nghttp2): {features}");
+}
+
+/// Every TechEmpower route, then a users-API round trip (signup, login, read with the bearer
+/// token), over HTTP/1.1 and over HTTP/2 as ALPN chooses them.
+fn every_route_over_both_protocols(pki: &Pki, server: &Server) {
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let get = |path: &str| {
+            let res = curl(pki, server.addr, flag, path, &[]);
+            assert_eq!((res.status, res.version.as_str()), (200, version), "{flag} {path}: {}", res.body);
+            res
+        };
+        assert_eq!(get("/plaintext").body, "Hello, World!");
+        assert_eq!(get("/json").json(), json!({"message": "Hello, World!"}));
+        let row = get("/db").json();
+        assert!(row["id"].as_i64().is_some_and(|id| (1..=10_000).contains(&id)), "{row}");
+        for path in ["/queries?queries=3", "/updates?queries=3", "/cached-queries?count=3"] {
+            let rows = get(path).json();
+            assert_eq!(rows.as_array().map(Vec::len), Some(3), "{path}: {rows}");
+            assert!(rows[0]["randomNumber"].as_i64().is_some(), "{path}: {rows}");
+        }
+        assert_eq!(get("/fortunes").body, common::expected_fortunes_page());
+
+        let email = users::unique_email(&format!("tls-h{version}"));
+        let signup = json!({"email": email, "password": users::PASSWORD, "name": "Tls"}).to_string();
+        let json_type = ["-H", "Content-Type: application/json", "--data-binary"];
+        let mut args = json_type.to_vec();
+        args.push(&signup);
+        let created = curl(pki, server.addr, flag, "/api/users", &args);
+        assert_eq!((created.status, created.version.as_str()), (201, version), "{}", created.body);
+        let id = created.json()["id"].as_i64().unwrap();
+        let login = json!({"email": email, "password": users::PASSWORD}).to_string();
+        let mut args = json_type.to_vec();
+        args.push(&login);
+        let session = curl(pki, server.addr, flag, "/api/sessions", &args);
+        assert_eq!((session.status, session.version.as_str()), (201, version), "{}", session.body);
+        let token = session.json()["token"].as_str().unwrap().to_owned();
+        let bearer = format!("Authorization: Bearer {token}");
+        let me = curl(pki, server.addr, flag, &format!("/api/users/{id}"), &["-H", &bearer]);
+        assert_eq!((me.status, me.version.as_str()), (200, version), "{}", me.body);
+        assert_eq!(me.json()["email"], json!(email.to_lowercase()));
+    }
+}
+
+/// Configured through the environment, without `--http2`: ALPN still gives h2 to a client that
+/// offers it.
+#[test]
+fn every_route_and_the_users_api_over_tls_with_http1_and_http2() {
+    curl_has_http2();
+    let pki = Pki::new("routes");
+    pki.chain();
+    let server = start_tls(&pki, true, &[]);
+    every_route_over_both_protocols(&pki, &server);
+}
+
+/// With `--http2` too (h2c on a cleartext port): over TLS the same, ALPN decides.
+#[test]
+fn tls_with_the_http2_flag_serves_both_protocols() {
+    curl_has_http2();
+    let pki = Pki::new("http2flag");
+    pki.chain();
+    let server = start_tls(&pki, false, &["--http2"]);
+    every_route_over_both_protocols(&pki, &server);
+}
+
+/// Reads from `stream` until the server closes it (EOF or reset); how long that took, or None
+/// when it was still open after `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            // A TLS alert, or a 400: what the server says before it closes.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(e) => panic!("reading: {e}"),
+        }
+    }
+}
+
+/// Plain HTTP/1.1 sent to the TLS port is not a TLS record: the handshake fails and the
+/// connection is closed at once (long before the 10 s header timeout), and the server carries on.
+#[test]
+fn plain_http_to_the_tls_port_is_closed_at_once() {
+    let pki = Pki::new("plain");
+    pki.chain();
+    let server = start_tls(&pki, false, &["--header-read-timeout-ms", "10000"]);
+    for request in [&b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(request).unwrap();
+        let took = closed_within(&mut stream, Duration::from_secs(3));
+        assert!(took.is_some(), "plain {:?} to the TLS port: still open after 3 s", String::from_utf8_lossy(request));
+    }
+    assert_eq!(curl(&pki, server.addr, "--http1.1", "/plaintext", &[]).body, "Hello, World!");
+}
+
+/// A client that opens TCP and sends nothing, and one that stalls in the middle of its
+/// ClientHello, are both cut at the header timeout (600 ms here), and hold nothing after.
+#[test]
+fn unfinished_handshakes_are_cut_at_the_header_timeout() {
+    let pki = Pki::new("stall");
+    pki.chain();
+    let server = start_tls(&pki, false, &["--header-read-timeout-ms", "600"]);
+    // A TLS handshake record header announcing 512 bytes, then nothing.
+    let half_hello: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+    for (what, bytes) in [("silent", &[][..]), ("half a ClientHello", half_hello)] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(bytes).unwrap();
+        let took = closed_within(&mut stream, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}: still open 5 s after connecting"));
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
+            "{what}: closed after {took:?}, expected at the 600 ms header timeout"
+        );
+    }
+    assert_eq!(curl(&pki, server.addr, "--http2", "/plaintext", &[]).version, "2");
+}
+
+/// The server refuses to start with files it cannot serve, and says which and why.
+#[test]
+fn bad_certificate_or_key_files_are_refused_at_start_with_the_reason() {
+    let pki = Pki::new("bad");
+    pki.chain();
+    let chain = pki.path("chain.pem");
+    let key = pki.path("key.pem");
+    // Another key: valid, but not the certificate's.
+    let other_key = pki.write("other-key.pem", &KeyPair::generate().unwrap().serialize_pem());
+    // A self-signed certificate that expired in 2001.
+    let old_key = KeyPair::generate().unwrap();
+    let mut old = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    old.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    old.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let expired = pki.write("expired.pem", &old.self_signed(&old_key).unwrap().pem());
+    let expired_key = pki.write("expired-key.pem", &old_key.serialize_pem());
+    let empty = pki.write("empty.pem", "");
+    let not_pem = pki.write("not-pem.pem", "just some text\n");
+    let missing = pki.path("missing.pem");
+    let p = |path: &Path| path.to_str().unwrap().to_owned();
+
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (vec![chain.clone()], vec!["--tls-cert needs --tls-key".into()]),
+        (vec![String::new(), key.clone()], vec!["--tls-key needs --tls-cert".into()]),
+        (
+            vec![missing.clone(), key.clone()],
+            vec![format!("TLS certificate {missing}: cannot read it"), "No such file".into()],
+        ),
+        (vec![chain.clone(), missing.clone()], vec![format!("TLS private key {missing}: cannot read it")]),
+        // A folder where a file should be: unreadable as a file whoever runs the test (root reads
+        // any mode-000 file).
+        (vec![pki.dir.to_str().unwrap().to_owned(), key.clone()], vec!["cannot read it".into(), "directory".into()]),
+        (vec![p(&empty), key.clone()], vec![format!("TLS certificate {}: no PEM certificate in it", p(&empty))]),
+        (vec![p(&not_pem), key.clone()], vec![format!("TLS certificate {}: no PEM certificate in it", p(&not_pem))]),
+        (vec![chain.clone(), p(&empty)], vec![format!("TLS private key {}: no PEM private key in it", p(&empty))]),
+        // The certificate file given as the key.
+        (vec![chain.clone(), chain.clone()], vec!["no PEM private key in it".into()]),
+        (
+            vec![chain.clone(), p(&other_key)],
+            vec![format!("TLS private key {} does not match the certificate in {chain}", p(&other_key))],
+        ),
+        (
+            vec![p(&expired), p(&expired_key)],
+            vec![format!("TLS certificate {}: expired on", p(&expired)), "2001".into()],
+        ),
+    ];
+    let db = database_url();
+    for (files, expected) in cases {
+        let mut args: Vec<&str> = Vec::new();
+        if !files[0].is_empty() {
+            args.extend(["--tls-cert", files[0].as_str()]);
+        }
+        if let Some(key) = files.get(1) {
+            args.extend(["--tls-key", key.as_str()]);
+        }
+        let (status, output) = run_to_exit(&args, &db);
+        assert!(!status.success(), "{args:?} started");
+        for text in &expected {
+            assert!(output.contains(text.as_str()), "{args:?}: no {text:?} in:\n{output}");
+        }
+        assert!(!output.contains("listening"), "{args:?} listened:\n{output}");
+    }
+}
