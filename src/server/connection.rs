@@ -272,6 +272,22 @@ macro_rules! until_done_or_shutdown {
 /// then fails); a request already on the wire arrives well within this, and is answered.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 
+/// The service of a connection whose idle time an [`Activity`] tracks (HTTP/2, h2c or over
+/// TLS): each request counts as running until its answer is ready or hyper drops it.
+macro_rules! tracked_service {
+    ($app:expr, $sleeps:expr, $peer:expr, $activity:expr) => {{
+        let tracked = Arc::clone(&$activity);
+        let (app, sleeps, peer) = ($app, $sleeps, $peer);
+        service_fn(move |req| {
+            let running = Running::new(&tracked);
+            service::handle(app, &sleeps, &peer, req).map(move |answer| {
+                drop(running);
+                answer
+            })
+        })
+    }};
+}
+
 /// Serves `stream`, from `peer`, until the client or shutdown ends it. `open` counts it for the drain;
 /// `_permit` holds its place under the worker's connection limit (`None` for the few accepted
 /// from the backlog after shutdown began, see runtime.rs).
@@ -300,14 +316,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, open: Open, _permit: Opt
             let mut auto = auto.clone();
             auto.http1().timer(ConnTimer::new(Arc::clone(&sleeps)));
             let activity = Arc::new(Activity::new());
-            let tracked = Arc::clone(&activity);
-            let svc = service_fn(move |req| {
-                let running = Running::new(&tracked);
-                service::handle(app, &sleeps, &peer, req).map(move |answer| {
-                    drop(running);
-                    answer
-                })
-            });
+            let svc = tracked_service!(app, sleeps, peer, activity);
             until_done_or_shutdown!(
                 auto.serve_connection(io, svc),
                 activity.idle_for(protocols.header_read_timeout),
@@ -363,14 +372,7 @@ async fn serve_tls(tls: &TlsProtocols, stream: TcpStream, peer: IpAddr, worker: 
     let result = if h2 {
         // hyper keeps an idle HTTP/2 connection open while its client answers pings.
         let activity = Arc::new(Activity::new());
-        let tracked = Arc::clone(&activity);
-        let svc = service_fn(move |req| {
-            let running = Running::new(&tracked);
-            service::handle(app, &sleeps, &peer, req).map(move |answer| {
-                drop(running);
-                answer
-            })
-        });
+        let svc = tracked_service!(app, sleeps, peer, activity);
         until_done_or_shutdown!(tls.http2.serve_connection(io, svc), activity.idle_for(timeout), finishing)
     } else {
         // hyper's header timer closes an idle HTTP/1.1 connection by itself.
