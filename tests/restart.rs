@@ -36,6 +36,7 @@ fn restarts_on_the_same_port_lose_no_request() {
             );
             // Answers keep coming, from the new process alone now. (Its first database
             // connections take a while in a debug build: SCRAM's key derivation, unoptimised.)
+            std::thread::sleep(Duration::from_millis(300));
             let waiting = Instant::now();
             while load.answered() <= before + 100 && waiting.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(20));
