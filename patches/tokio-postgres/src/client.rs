@@ -47,10 +47,13 @@ pub struct Responses {
 impl Responses {
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
         loop {
-            match self.cur.next().map_err(Error::parse)? {
-                Some(Message::ErrorResponse(body)) => return Poll::Ready(Err(Error::db(body))),
-                Some(message) => return Poll::Ready(Ok(message)),
-                None => {}
+            // bareapi patch: `cur` only when it holds a message (see `BackendMessages::is_empty`).
+            if !self.cur.is_empty() {
+                match self.cur.next().map_err(Error::parse)? {
+                    Some(Message::ErrorResponse(body)) => return Poll::Ready(Err(Error::db(body))),
+                    Some(message) => return Poll::Ready(Ok(message)),
+                    None => {}
+                }
             }
 
             match ready!(self.receiver.poll_next(cx)) {

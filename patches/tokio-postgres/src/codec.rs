@@ -24,6 +24,12 @@ impl BackendMessages {
     pub fn empty() -> BackendMessages {
         BackendMessages(BytesMut::new())
     }
+
+    /// bareapi patch: every message read. (Parsing an empty buffer is not free: it reserves
+    /// room for a header, an allocation for an exhausted `BytesMut`.)
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl FallibleIterator for BackendMessages {

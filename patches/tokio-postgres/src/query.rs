@@ -263,7 +263,10 @@ where
         encode_bind(statement, params, "", buf)?;
         frontend::execute("", 0, buf).map_err(Error::encode)?;
         frontend::sync(buf);
-        Ok(buf.split().freeze())
+        // bareapi patch: a copy, so that the client's buffer keeps its capacity (`with_buf`
+        // clears it). `split` handed the buffer's front away, and the next statement's writes
+        // then reallocated, the bytes before still being shared with the connection task.
+        Ok(Bytes::copy_from_slice(buf))
     })
 }
 
