@@ -3,7 +3,8 @@
 //! Requests that read many rows (`/queries`, `/updates`) send their statements pipelined. Deep
 //! pipelines batch the traffic with PostgreSQL (fewer system calls per statement on both
 //! sides), but every statement in flight holds about 1.4 KiB: tokio-postgres's statement future
-//! (1 160 bytes, most of it the never-used "prepare first" branch of its `ToStatement`) and its
+//! (1 160 bytes with `query_one`, most of it the never-used "prepare first" branch of its
+//! `ToStatement`; `query_prepared_raw` of the patched copy leaves that branch out) and its
 //! response channel. Left unbounded, 64 requests of 20 statements put 1 280 in flight. A
 //! [`StatementBudget`] caps the total: a quiet worker still sends a request's statements all
 //! at once, and a request under load still sends ten at a time, so no request waits on another's.

@@ -434,6 +434,24 @@ impl Client {
         query::query(&self.inner, statement, params).await
     }
 
+    /// bareapi patch: [`query_raw`] for a statement already prepared. Its future has no room
+    /// for `ToStatement`'s "prepare first" branch (about a kilobyte, moved into place on the
+    /// first poll of every statement).
+    ///
+    /// [`query_raw`]: #method.query_raw
+    pub async fn query_prepared_raw<P, I>(
+        &self,
+        statement: &Statement,
+        params: I,
+    ) -> Result<RowStream, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        query::query(&self.inner, statement.clone(), params).await
+    }
+
     /// Like `query`, but requires the types of query parameters to be explicitly specified.
     ///
     /// Compared to `query`, this method allows performing queries without three round trips (for
