@@ -18,7 +18,6 @@ use crate::{
 };
 use bytes::{Buf, BytesMut};
 use fallible_iterator::FallibleIterator;
-use futures_channel::mpsc;
 use futures_util::TryStreamExt;
 use parking_lot::Mutex;
 use postgres_protocol::message::backend::Message;
@@ -89,7 +88,8 @@ struct CachedTypeInfo {
 }
 
 pub struct InnerClient {
-    sender: mpsc::UnboundedSender<Request>,
+    // bareapi patch: was `mpsc::UnboundedSender<Request>` (see request_channel.rs).
+    sender: crate::request_channel::RequestSender,
     cached_typeinfo: Mutex<CachedTypeInfo>,
 
     /// A buffer to use when writing out postgres commands.
@@ -194,7 +194,7 @@ pub struct Client {
 
 impl Client {
     pub(crate) fn new(
-        sender: mpsc::UnboundedSender<Request>,
+        sender: crate::request_channel::RequestSender,
         ssl_mode: SslMode,
         ssl_negotiation: SslNegotiation,
         process_id: i32,

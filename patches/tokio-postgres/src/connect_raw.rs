@@ -6,7 +6,6 @@ use crate::tls::{TlsConnect, TlsStream};
 use crate::{Client, Connection, Error};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use futures_channel::mpsc;
 use futures_util::{Sink, SinkExt, Stream, TryStreamExt};
 use postgres_protocol::authentication;
 use postgres_protocol::authentication::sasl;
@@ -113,7 +112,8 @@ where
     authenticate(&mut stream, config, &user).await?;
     let (process_id, secret_key, parameters) = read_info(&mut stream).await?;
 
-    let (sender, receiver) = mpsc::unbounded();
+    // bareapi patch: was `mpsc::unbounded()` (see request_channel.rs).
+    let (sender, receiver) = crate::request_channel::channel();
     let client = Client::new(
         sender,
         config.ssl_mode,

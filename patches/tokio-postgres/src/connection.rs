@@ -5,8 +5,7 @@ use crate::maybe_tls_stream::MaybeTlsStream;
 use crate::{AsyncMessage, Error, Notification};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use futures_channel::mpsc;
-use futures_util::{Sink, Stream, StreamExt, stream::FusedStream};
+use futures_util::{Sink, Stream, StreamExt};
 use log::{info, trace};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
@@ -51,7 +50,8 @@ enum State {
 pub struct Connection<S, T> {
     stream: Framed<MaybeTlsStream<S, T>, PostgresCodec>,
     parameters: HashMap<String, String>,
-    receiver: mpsc::UnboundedReceiver<Request>,
+    // bareapi patch: was `mpsc::UnboundedReceiver<Request>` (see request_channel.rs).
+    receiver: crate::request_channel::RequestReceiver,
     pending_request: Option<RequestMessages>,
     pending_responses: VecDeque<BackendMessage>,
     responses: VecDeque<Response>,
@@ -67,7 +67,7 @@ where
         stream: Framed<MaybeTlsStream<S, T>, PostgresCodec>,
         pending_responses: VecDeque<BackendMessage>,
         parameters: HashMap<String, String>,
-        receiver: mpsc::UnboundedReceiver<Request>,
+        receiver: crate::request_channel::RequestReceiver,
     ) -> Connection<S, T> {
         Connection {
             stream,

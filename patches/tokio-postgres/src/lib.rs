@@ -176,6 +176,7 @@ mod maybe_tls_stream;
 mod portal;
 mod prepare;
 mod query;
+mod request_channel;
 mod response_channel;
 pub mod row;
 mod simple_query;
