@@ -1,6 +1,7 @@
 //! Prometheus metrics: request counts and a duration histogram by method, matched route
-//! template and status class; in-flight requests; open and total connections; pool state; and
-//! process-wide gauges other modules register (password hashes running).
+//! template and status class; in-flight requests; open and total connections; TLS handshakes
+//! (with TLS on); pool state; and process-wide gauges other modules register (password hashes
+//! running).
 //!
 //! Recording one request takes no lock, no hash lookup and no allocation: every series has a
 //! fixed slot in a flat array of atomics, found from indexes the router already computed (the
@@ -9,7 +10,7 @@
 //! shards up and renders the text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,37 @@ const BUCKETS_US: [u64; 16] = [
 ];
 /// Buckets per series: the bounds above and +Inf.
 const SLOTS: usize = BUCKETS_US.len() + 1;
+
+/// The protocol ALPN chose for a completed TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProtocol {
+    H2 = 0,
+    Http1 = 1,
+}
+
+const TLS_PROTOCOLS: [&str; 2] = ["h2", "http/1.1"];
+/// Completed handshakes: a full one (key exchange and signature) or a resumed session.
+const TLS_KINDS: [&str; 2] = ["full", "resumed"];
+
+/// Why a TLS handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Not done within the header timeout (a silent or stalled client, or one that waited too
+    /// long for a handshake slot).
+    Timeout = 0,
+    /// The client closed the connection before the handshake was done.
+    Eof = 1,
+    /// The client refused the handshake with an alert (it does not trust the certificate, or
+    /// offers nothing the server accepts).
+    Alert = 2,
+    /// Not TLS, or TLS the server refuses (plain HTTP to the TLS port, no common version or
+    /// cipher suite, a malformed message).
+    Protocol = 3,
+    /// The socket failed (a reset).
+    Io = 4,
+}
+
+const TLS_FAILURES: [&str; 5] = ["timeout", "eof", "alert", "protocol", "io"];
 
 fn method_index(m: &Method) -> usize {
     match *m {
@@ -68,6 +100,14 @@ pub struct Shard {
     in_flight: AtomicI64,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    /// `[protocol][kind]`
+    tls_handshakes: [AtomicU64; 4],
+    /// `[reason]`
+    tls_failures: [AtomicU64; 5],
+    /// Handshakes holding one of the worker's handshake slots.
+    tls_in_progress: AtomicI64,
+    /// Handshakes whose ClientHello arrived, waiting for a slot.
+    tls_waiting: AtomicI64,
 }
 
 fn zeroed(n: usize) -> Box<[AtomicU64]> {
@@ -85,6 +125,10 @@ impl Shard {
             in_flight: AtomicI64::new(0),
             connections_open: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            tls_handshakes: Default::default(),
+            tls_failures: Default::default(),
+            tls_in_progress: AtomicI64::new(0),
+            tls_waiting: AtomicI64::new(0),
         }
     }
 
@@ -148,6 +192,26 @@ impl Shard {
     pub fn connections_open(&self) -> i64 {
         self.connections_open.load(Ordering::Relaxed)
     }
+
+    /// A TLS handshake completed.
+    pub fn tls_handshake_done(&self, protocol: TlsProtocol, resumed: bool) {
+        self.add(&self.tls_handshakes[protocol as usize * TLS_KINDS.len() + usize::from(resumed)], 1);
+    }
+
+    /// A TLS handshake failed.
+    pub fn tls_handshake_failed(&self, reason: TlsFailure) {
+        self.add(&self.tls_failures[reason as usize], 1);
+    }
+
+    /// A handshake took a slot (+1) or gave it back (-1).
+    pub fn tls_in_progress(&self, n: i64) {
+        self.add_gauge(&self.tls_in_progress, n);
+    }
+
+    /// A handshake started (+1) or stopped (-1) waiting for a slot.
+    pub fn tls_waiting(&self, n: i64) {
+        self.add_gauge(&self.tls_waiting, n);
+    }
 }
 
 /// Pool figures of one worker's database access, read at scrape time.
@@ -201,6 +265,8 @@ pub struct Metrics {
     gauges: Mutex<Vec<Gauge>>,
     counters: Mutex<Vec<Counter>>,
     labelled: Mutex<Vec<LabelledCounter>>,
+    /// Set when the server speaks TLS: the handshake series are rendered then.
+    tls: AtomicBool,
 }
 
 impl Metrics {
@@ -215,7 +281,13 @@ impl Metrics {
             gauges: Mutex::new(Vec::new()),
             counters: Mutex::new(Vec::new()),
             labelled: Mutex::new(Vec::new()),
+            tls: AtomicBool::new(false),
         }
+    }
+
+    /// Renders the TLS handshake series from now on.
+    pub fn enable_tls(&self) {
+        self.tls.store(true, Ordering::Relaxed);
     }
 
     /// The route slot of requests no route matched.
@@ -252,6 +324,9 @@ impl Metrics {
         let mut out = String::with_capacity(24 * 1024);
         self.render_requests(&shards, &mut out);
         render_connection_gauges(&shards, &mut out);
+        if self.tls.load(Ordering::Relaxed) {
+            render_tls(&shards, &mut out);
+        }
         self.render_pools(&mut out);
         let _ = write!(
             out,
@@ -361,6 +436,31 @@ fn render_connection_gauges(shards: &[Arc<Shard>], out: &mut String) {
     gauge(out, "bareapi_http_connections_total", "Client connections accepted.", "counter", total as i64);
 }
 
+/// TLS handshakes completed (by protocol and kind), failed (by reason), holding a slot and
+/// waiting for one, summed over the shards.
+fn render_tls(shards: &[Arc<Shard>], out: &mut String) {
+    out.push_str("# HELP bareapi_tls_handshakes_total TLS handshakes completed, by negotiated protocol and kind (full or resumed).\n# TYPE bareapi_tls_handshakes_total counter\n");
+    for (p, protocol) in TLS_PROTOCOLS.iter().enumerate() {
+        for (k, kind) in TLS_KINDS.iter().enumerate() {
+            let i = p * TLS_KINDS.len() + k;
+            let n: u64 = shards.iter().map(|s| s.tls_handshakes[i].load(Ordering::Relaxed)).sum();
+            let _ = writeln!(out, "bareapi_tls_handshakes_total{{protocol=\"{protocol}\",kind=\"{kind}\"}} {n}");
+        }
+    }
+    out.push_str("# HELP bareapi_tls_handshake_failures_total TLS handshakes that failed, by reason.\n# TYPE bareapi_tls_handshake_failures_total counter\n");
+    for (i, reason) in TLS_FAILURES.iter().enumerate() {
+        let n: u64 = shards.iter().map(|s| s.tls_failures[i].load(Ordering::Relaxed)).sum();
+        let _ = writeln!(out, "bareapi_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}");
+    }
+    let in_progress: i64 = shards.iter().map(|s| s.tls_in_progress.load(Ordering::Relaxed)).sum();
+    let waiting: i64 = shards.iter().map(|s| s.tls_waiting.load(Ordering::Relaxed)).sum();
+    let _ = write!(
+        out,
+        "# HELP bareapi_tls_handshakes_in_progress TLS handshakes holding a handshake slot (at most --tls-handshake-concurrency per worker).\n# TYPE bareapi_tls_handshakes_in_progress gauge\nbareapi_tls_handshakes_in_progress {in_progress}\n\
+         # HELP bareapi_tls_handshakes_waiting TLS connections whose ClientHello arrived, waiting for a handshake slot.\n# TYPE bareapi_tls_handshakes_waiting gauge\nbareapi_tls_handshakes_waiting {waiting}\n"
+    );
+}
+
 /// Escapes a label value (backslash, quote, newline).
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -435,6 +535,30 @@ mod tests {
         };
         DB_CONNECTIONS_RETIRED.fetch_add(1, Ordering::Relaxed);
         assert!(seen(&Metrics::new(vec!["/a"]).render()) > seen(&before));
+    }
+
+    #[test]
+    fn tls_series_are_rendered_only_with_tls_on() {
+        let m = Metrics::new(vec!["/a"]);
+        let s = m.shard(Writers::One);
+        s.tls_handshake_done(TlsProtocol::H2, false);
+        s.tls_handshake_done(TlsProtocol::Http1, true);
+        s.tls_handshake_failed(TlsFailure::Alert);
+        s.tls_in_progress(1);
+        assert!(!m.render().contains("bareapi_tls_"), "cleartext: no TLS series");
+        m.enable_tls();
+        let text = m.render();
+        for line in [
+            "bareapi_tls_handshakes_total{protocol=\"h2\",kind=\"full\"} 1\n",
+            "bareapi_tls_handshakes_total{protocol=\"h2\",kind=\"resumed\"} 0\n",
+            "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"resumed\"} 1\n",
+            "bareapi_tls_handshake_failures_total{reason=\"alert\"} 1\n",
+            "bareapi_tls_handshake_failures_total{reason=\"timeout\"} 0\n",
+            "\nbareapi_tls_handshakes_in_progress 1\n",
+            "\nbareapi_tls_handshakes_waiting 0\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in:\n{text}");
+        }
     }
 
     #[test]

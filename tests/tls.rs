@@ -1,8 +1,10 @@
 //! TLS (`--tls-cert`, `--tls-key`) against the real binary and a real PostgreSQL, with curl as
 //! the client (HTTP/1.1 and HTTP/2 chosen by ALPN) and a certificate chain made here with
 //! rcgen: every TechEmpower route and a users-API round trip over both protocols, plain HTTP
-//! sent to the TLS port, clients that never finish their handshake, and the certificate and key
-//! files the server must refuse to start with.
+//! sent to the TLS port, clients that never finish their handshake, the certificate and key
+//! files the server must refuse to start with, certificate reloads on SIGHUP, the handshake
+//! metrics, the bound on handshakes in progress, and session resumption (with rustls as the
+//! client, which says whether a handshake resumed).
 
 mod common;
 
@@ -10,9 +12,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, database_url, run_to_exit, users};
+use common::{Conn, Server, database_url, run_to_exit, users};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
@@ -42,9 +45,14 @@ impl Pki {
     /// A CA (`ca.pem`), a leaf for localhost and 127.0.0.1 signed by it, its chain file
     /// (`chain.pem`: leaf then CA, as a server is configured) and its key (`key.pem`).
     fn chain(&self) {
+        self.chain_named("bareapi test CA");
+    }
+
+    /// [`Pki::chain`] with a CA named `ca_name` (clients tell CAs apart by name first).
+    fn chain_named(&self, ca_name: &str) {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name.push(DnType::CommonName, "bareapi test CA");
+        ca.distinguished_name.push(DnType::CommonName, ca_name);
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
@@ -297,4 +305,317 @@ fn bad_certificate_or_key_files_are_refused_at_start_with_the_reason() {
         }
         assert!(!output.contains("listening"), "{args:?} listened:\n{output}");
     }
+}
+
+/// One request with curl that must fail (the server's certificate is not the one `ca` signed);
+/// what curl said.
+fn curl_refused(ca: &str, addr: SocketAddr) -> String {
+    let port = addr.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", ca])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/plaintext"))
+        .output()
+        .expect("curl runs");
+    assert!(!out.status.success(), "curl trusting {ca} was answered: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The metrics listener's address (`--metrics-listen 127.0.0.1:0`), from the start-up log.
+fn metrics_addr(server: &Server) -> SocketAddr {
+    let line = server.start_up.iter().find(|l| l.contains("metrics_addr=")).expect("metrics listener logged");
+    line.split("metrics_addr=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The value of the series `series` (name and labels, exactly as rendered) in `text`.
+fn series(text: &str, series: &str) -> i64 {
+    let prefix = format!("{series} ");
+    let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+/// /metrics from the cleartext metrics listener (so that reading them makes no handshake).
+fn scrape(at: SocketAddr) -> String {
+    let res = Conn::new(at).request("GET", "/metrics");
+    assert_eq!(res.status, 200);
+    res.text().to_owned()
+}
+
+fn send_sighup(server: &Server) {
+    let ok = Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().expect("kill");
+    assert!(ok.success());
+}
+
+/// SIGHUP reloads the certificate for new connections; files that do not load (not PEM, a key
+/// that is not the certificate's) leave the previous one serving, and the log says why.
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_the_old_one_on_bad_files() {
+    let a = Pki::new("reload-a");
+    a.chain();
+    let b = Pki::new("reload-b");
+    b.chain_named("bareapi test CA B");
+    let server = start_tls(&a, false, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    assert_eq!(curl(&a, server.addr, "--http1.1", "/plaintext", &[]).body, "Hello, World!");
+    // The files the server was started with now hold B's chain and key.
+    for name in ["chain.pem", "key.pem"] {
+        std::fs::copy(b.path(name), a.path(name)).unwrap();
+    }
+    assert_eq!(curl(&a, server.addr, "--http1.1", "/plaintext", &[]).body, "Hello, World!", "no reload without SIGHUP");
+    send_sighup(&server);
+    let line = server.wait_log("TLS certificate reloaded", Duration::from_secs(10)).expect("reload logged");
+    assert!(line.contains(&a.path("chain.pem")), "{line}");
+    for version in ["--http1.1", "--http2"] {
+        assert_eq!(curl(&b, server.addr, version, "/plaintext", &[]).body, "Hello, World!", "{version}");
+    }
+    let refused = curl_refused(&a.path("ca.pem"), server.addr);
+    assert!(refused.contains("SSL certificate problem"), "{refused}");
+
+    // Broken files: B keeps serving.
+    let bad_cases = [
+        ("chain.pem", "not a certificate\n".to_owned(), "no PEM certificate in it".to_owned()),
+        ("key.pem", KeyPair::generate().unwrap().serialize_pem(), "does not match the certificate".to_owned()),
+    ];
+    for (errors, (name, text, reason)) in bad_cases.into_iter().enumerate() {
+        let good = std::fs::read(a.path(name)).unwrap();
+        std::fs::write(a.path(name), text).unwrap();
+        send_sighup(&server);
+        let line = server.wait_log("TLS certificate not reloaded", Duration::from_secs(10)).expect("refusal logged");
+        assert!(line.contains(&reason) && line.contains(&a.path(name)), "{name}: no {reason:?} in {line}");
+        assert!(line.contains("ERROR"), "{line}");
+        assert_eq!(curl(&b, server.addr, "--http2", "/plaintext", &[]).body, "Hello, World!", "{name}");
+        let text = scrape(metrics);
+        assert_eq!(series(&text, "bareapi_tls_reloads_total{result=\"ok\"}"), 1);
+        assert_eq!(series(&text, "bareapi_tls_reloads_total{result=\"error\"}"), errors as i64 + 1);
+        std::fs::write(a.path(name), good).unwrap();
+    }
+}
+
+/// Completed handshakes are counted by protocol and kind, failed ones by reason.
+#[test]
+fn handshakes_are_counted_by_protocol_and_failures_by_reason() {
+    let pki = Pki::new("metrics");
+    pki.chain();
+    let other = Pki::new("metrics-other");
+    other.chain_named("another CA");
+    let server = start_tls(&pki, false, &["--metrics-listen", "127.0.0.1:0", "--header-read-timeout-ms", "600"]);
+    let metrics = metrics_addr(&server);
+    let before = scrape(metrics);
+    for name in ["timeout", "eof", "alert", "protocol", "io"] {
+        assert_eq!(series(&before, &format!("bareapi_tls_handshake_failures_total{{reason=\"{name}\"}}")), 0);
+    }
+    curl(&pki, server.addr, "--http2", "/plaintext", &[]);
+    curl(&pki, server.addr, "--http2", "/json", &[]);
+    curl(&pki, server.addr, "--http1.1", "/plaintext", &[]);
+    // A client that does not trust the certificate says so with an alert.
+    curl_refused(&other.path("ca.pem"), server.addr);
+    // Plain HTTP is not TLS.
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed_within(&mut plain, Duration::from_secs(3)).is_some());
+    // Half a ClientHello, then the client closes; and the same, closed with a reset.
+    let half_hello: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+    let mut gone = TcpStream::connect(server.addr).unwrap();
+    gone.write_all(half_hello).unwrap();
+    drop(gone);
+    let reset = socket2::Socket::from(TcpStream::connect(server.addr).unwrap());
+    reset.set_linger(Some(Duration::ZERO)).unwrap();
+    let mut reset = TcpStream::from(reset);
+    reset.write_all(half_hello).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(reset);
+    // Silent past the 600 ms header timeout.
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).is_some());
+
+    let expected = [
+        ("bareapi_tls_handshakes_total{protocol=\"h2\",kind=\"full\"}", 2),
+        ("bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"full\"}", 1),
+        ("bareapi_tls_handshakes_total{protocol=\"h2\",kind=\"resumed\"}", 0),
+        ("bareapi_tls_handshake_failures_total{reason=\"alert\"}", 1),
+        ("bareapi_tls_handshake_failures_total{reason=\"protocol\"}", 1),
+        ("bareapi_tls_handshake_failures_total{reason=\"eof\"}", 1),
+        ("bareapi_tls_handshake_failures_total{reason=\"io\"}", 1),
+        ("bareapi_tls_handshake_failures_total{reason=\"timeout\"}", 1),
+        ("bareapi_tls_handshakes_in_progress", 0),
+        ("bareapi_tls_handshakes_waiting", 0),
+    ];
+    // The failures are counted as the server sees them, a moment after the client's part.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(metrics);
+        let wrong: Vec<String> = expected
+            .iter()
+            .filter(|(name, n)| series(&text, name) != *n)
+            .map(|(name, n)| format!("{name} = {} (expected {n})", series(&text, name)))
+            .collect();
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{wrong:#?}\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A rustls client configuration trusting `pki`'s CA, offering `version` only and ALPN
+/// http/1.1; rustls's in-memory session store, so connections made with one configuration
+/// resume each other's sessions.
+fn client_config(pki: &Pki, version: &'static rustls::SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to `addr` with `config`, its handshake done.
+fn tls_connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> TlsClient {
+    let conn = rustls::ClientConnection::new(Arc::clone(config), "localhost".try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls
+}
+
+/// GET /plaintext on a kept-alive TLS connection; the body.
+fn plaintext(tls: &mut TlsClient) -> String {
+    tls.write_all(b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tls.read(&mut buf).expect("answer");
+        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .expect("content-length")
+                .trim()
+                .parse()
+                .unwrap();
+            if body.len() >= len {
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                return body.to_owned();
+            }
+        }
+    }
+}
+
+/// A second connection with the same client resumes the first one's session (a ticket, with
+/// TLS 1.3 and 1.2), on whichever worker it lands, and the server counts it as resumed.
+#[test]
+fn a_second_connection_resumes_the_session() {
+    let pki = Pki::new("resume");
+    pki.chain();
+    let server = start_tls(&pki, false, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    let mut resumed = 0;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = client_config(&pki, version);
+        let mut first = tls_connect(&config, server.addr);
+        assert_eq!(first.conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        // The answer brings the TLS 1.3 tickets along.
+        assert_eq!(plaintext(&mut first), "Hello, World!");
+        drop(first);
+        // Several: the two workers' listeners share the port, so some land on the other one.
+        for i in 0..6 {
+            let mut again = tls_connect(&config, server.addr);
+            assert_eq!(again.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed), "{version:?} #{i}");
+            assert_eq!(plaintext(&mut again), "Hello, World!");
+            resumed += 1;
+        }
+    }
+    let text = scrape(metrics);
+    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"resumed\"}"), resumed);
+    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"full\"}"), 2);
+}
+
+/// With `--tls-handshake-concurrency 8` on one worker, 200 clients that send a whole ClientHello
+/// and then stall hold 8 handshake slots, never more, and the rest wait; clients stalled inside
+/// their ClientHello hold none. Meanwhile a connection already established keeps getting its
+/// answers at once, and once the stalled clients are gone a new handshake goes through.
+#[test]
+fn handshakes_in_progress_are_bounded_and_served_connections_keep_answering() {
+    const BOUND: i64 = 8;
+    const STALLED: i64 = 200;
+    let pki = Pki::new("bound");
+    pki.chain();
+    let server = start_tls(
+        &pki,
+        false,
+        &[
+            "--workers",
+            "1",
+            "--tls-handshake-concurrency",
+            "8",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--header-read-timeout-ms",
+            "30000",
+        ],
+    );
+    let metrics = metrics_addr(&server);
+    let config = client_config(&pki, &rustls::version::TLS13);
+    let mut served = tls_connect(&config, server.addr);
+    assert_eq!(plaintext(&mut served), "Hello, World!");
+
+    let mut stalled = Vec::new();
+    let half_hello: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+    for i in 0..STALLED {
+        // A fresh configuration each: full handshakes, no session to resume.
+        let fresh = client_config(&pki, &rustls::version::TLS13);
+        let mut conn = rustls::ClientConnection::new(fresh, "localhost".try_into().unwrap()).unwrap();
+        let mut tcp = TcpStream::connect(server.addr).unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut tcp).unwrap();
+        }
+        let mut half = TcpStream::connect(server.addr).unwrap();
+        half.write_all(half_hello).unwrap();
+        stalled.push((conn, tcp, half));
+        if i % 20 == 0 {
+            let text = scrape(metrics);
+            let in_progress = series(&text, "bareapi_tls_handshakes_in_progress");
+            assert!(in_progress <= BOUND, "{in_progress} handshakes in progress after {i} stalled clients");
+            assert_eq!(plaintext(&mut served), "Hello, World!");
+        }
+    }
+    // Every ClientHello has arrived once the waiting count settles at the rest.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(metrics);
+        let (in_progress, waiting) =
+            (series(&text, "bareapi_tls_handshakes_in_progress"), series(&text, "bareapi_tls_handshakes_waiting"));
+        assert!(in_progress <= BOUND, "{in_progress} in progress");
+        if (in_progress, waiting) == (BOUND, STALLED - BOUND) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "in progress {in_progress}, waiting {waiting}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(plaintext(&mut served), "Hello, World!");
+        assert!(started.elapsed() < Duration::from_secs(1), "an answer took {:?}", started.elapsed());
+    }
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while series(&scrape(metrics), "bareapi_tls_handshakes_in_progress") != 0 {
+        assert!(Instant::now() < deadline, "slots still held after the stalled clients left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(series(&scrape(metrics), "bareapi_tls_handshakes_waiting"), 0);
+    assert_eq!(curl(&pki, server.addr, "--http2", "/plaintext", &[]).body, "Hello, World!");
 }

@@ -19,8 +19,9 @@
 //! [`Protocols::new`].
 //!
 //! With TLS (`--tls-cert`), [`serve_tls`] runs the handshake first, bounded by the header
-//! timeout, then serves HTTP/2 when ALPN chose `h2` (with `--http2` or without) and HTTP/1.1
-//! otherwise, with the same builders and limits. A TLS connection never gets the raw 400/431
+//! timeout and, per worker, by `--tls-handshake-concurrency` handshakes at once (see
+//! [`handshake`]), counting each outcome; then serves HTTP/2 when ALPN chose `h2` (with
+//! `--http2` or without) and HTTP/1.1 otherwise, with the same builders and limits. A TLS connection never gets the raw 400/431
 //! above (those bytes would be cleartext inside a TLS stream): hyper's close is the answer.
 
 use std::io::Write;
@@ -45,6 +46,7 @@ use tokio::time::Instant;
 use crate::causes::Chain;
 use crate::config::{DEFAULT_MAX_HEADERS, HttpSettings};
 use crate::error::problem_json;
+use crate::metrics::{Shard, TlsFailure, TlsProtocol};
 use crate::server::runtime::Worker;
 use crate::server::timer::ConnTimer;
 use crate::server::tls::SharedTlsConfig;
@@ -341,32 +343,37 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, open: Open, _permit: Opt
     }
 }
 
-/// Serves a TLS connection: the handshake, bounded by the header timeout (a client that sends
-/// nothing, or stalls mid-handshake, is cut then) and given up when shutdown begins; then
-/// HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise. A failed handshake (plain HTTP sent to the
-/// TLS port among them) ends with the close; rustls answers it with an alert where it can.
+/// Serves a TLS connection: the handshake (see [`handshake`]), bounded as a whole by the header
+/// timeout (a client that sends nothing, or stalls mid-handshake, is cut then) and given up
+/// when shutdown begins; then HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise. A failed
+/// handshake (plain HTTP sent to the TLS port among them) ends with the close; rustls answers
+/// it with an alert where it can. Every outcome is counted (metrics.rs).
 async fn serve_tls(tls: &TlsProtocols, stream: TcpStream, peer: IpAddr, worker: &'static Worker) {
     let app = &worker.app;
     let protocols = &worker.protocols;
     let timeout = protocols.header_read_timeout;
     let finishing = app.shared.shutdown.finishing_connections();
     tokio::pin!(finishing);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
     let stream = tokio::select! {
-        done = tokio::time::timeout(timeout, acceptor.accept(stream)) => match done {
+        done = tokio::time::timeout(timeout, handshake(tls, stream, worker)) => match done {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
+                app.shard.tls_handshake_failed(failure(&e));
+                tracing::debug!(error = %Chain(&e), "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                app.shard.tls_handshake_failed(TlsFailure::Timeout);
                 tracing::debug!(?timeout, "TLS handshake not done within the header timeout");
                 return;
             }
         },
         () = finishing.as_mut() => return,
     };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = stream.get_ref().1;
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    app.shard.tls_handshake_done(if h2 { TlsProtocol::H2 } else { TlsProtocol::Http1 }, resumed);
     let io = TokioIo::new(stream);
     let sleeps = Arc::new(ConnSleeps::default());
     let result = if h2 {
@@ -383,6 +390,63 @@ async fn serve_tls(tls: &TlsProtocols, stream: TcpStream, peer: IpAddr, worker: 
     };
     if let Err(e) = result {
         tracing::debug!(error = %Chain(&e), "TLS connection ended with an error");
+    }
+}
+
+/// A TLS handshake in two steps. First the ClientHello is read, which costs the server nothing
+/// but a buffer: a client that stalls here (silent, or half a ClientHello) waits for the
+/// header timeout without holding anything else. Then the handshake takes one of the worker's
+/// `--tls-handshake-concurrency` slots, waiting for one if they are all taken, and holds it to
+/// the end: the slot covers the CPU-heavy step (the key exchange and the signature, one
+/// synchronous call on the worker's thread) and the state kept until the client finishes.
+/// Before that step the task yields, so that the requests of connections already being served
+/// that are ready run first: a flood of handshakes queues behind them, at most a slot's worth
+/// at a time, instead of ahead of them.
+async fn handshake(
+    tls: &TlsProtocols,
+    stream: TcpStream,
+    worker: &'static Worker,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let shard = &worker.app.shard;
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let waiting = Gauge::up(shard, Shard::tls_waiting);
+    // Never closed: the worker lives as long as the process.
+    let _slot = worker.handshake_permits.acquire().await.map_err(std::io::Error::other)?;
+    drop(waiting);
+    let _in_progress = Gauge::up(shard, Shard::tls_in_progress);
+    tokio::task::yield_now().await;
+    hello.into_stream(tls.config.load_full()).await
+}
+
+/// A gauge of the worker's shard raised by one for as long as this lives (however its future
+/// ends: done, failed, or dropped at the timeout).
+struct Gauge {
+    shard: &'static Shard,
+    add: fn(&Shard, i64),
+}
+
+impl Gauge {
+    fn up(shard: &'static Shard, add: fn(&Shard, i64)) -> Gauge {
+        add(shard, 1);
+        Gauge { shard, add }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.add)(self.shard, -1);
+    }
+}
+
+/// Why a handshake failed, from the error rustls (through tokio-rustls) or the socket gave.
+fn failure(e: &std::io::Error) -> TlsFailure {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => TlsFailure::Eof,
+        std::io::ErrorKind::InvalidData => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::AlertReceived(_)) => TlsFailure::Alert,
+            _ => TlsFailure::Protocol,
+        },
+        _ => TlsFailure::Io,
     }
 }
 

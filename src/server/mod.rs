@@ -16,6 +16,7 @@ use crate::cache::WorldCache;
 use crate::causes::Chain;
 use crate::config::{DbConfig, ServerConfig};
 use crate::db::{budget, migrate, pool::pg_config};
+use crate::metrics::LabelledCounter;
 use crate::routes::MetricsOn;
 use listener::Listeners;
 use runtime::WorkerSetup;
@@ -127,17 +128,36 @@ pub fn run(
     shutdown: impl Future<Output = Result<(), String>>,
 ) -> Result<(), String> {
     // Before the database: a bad certificate or key is a start-up error that names it.
-    let tls = match &cfg.tls {
+    let reloader = match &cfg.tls {
         Some(files) => {
-            let config = tls::load(files)?;
+            let reloader = tls::Reloader::start(files.clone())?;
             tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS on (ALPN h2, http/1.1)");
-            Some(Arc::new(arc_swap::ArcSwap::from_pointee(config)))
+            Some(reloader)
         }
         None => None,
     };
     let control = control_runtime()?;
     let metrics_on = if cfg.metrics_listen.is_some() { MetricsOn::OwnListener } else { MetricsOn::PublicPort };
     let shared = Arc::new(Shared::new(metrics_on, &cfg.abuse).map_err(|e| e.to_string())?);
+    // With TLS, SIGHUP reloads the certificate (installed before the port is bound: a SIGHUP
+    // from then on is never the default action, which ends the process).
+    let hangups = match &reloader {
+        Some(reloader) => {
+            shared.metrics.enable_tls();
+            let counts = reloader.counts();
+            shared.metrics.register_labelled_counter(LabelledCounter {
+                name: "bareapi_tls_reloads_total",
+                help: "Certificate reloads on SIGHUP, by result (error: the previous certificate kept).",
+                label: "result",
+                read: Box::new(move || counts.series()),
+            });
+            let _guard = control.enter();
+            let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| format!("SIGHUP handler: {e}"))?;
+            Some(hup)
+        }
+        None => None,
+    };
     control.block_on(prepare_database(&cfg, &shared.worlds))?;
     release_start_up_memory();
     let ops = match cfg.metrics_listen {
@@ -151,7 +171,7 @@ pub fn run(
     };
     let listeners = bind(&cfg)?;
     let addr = listeners.local_addr().map_err(|e| e.to_string())?;
-    let running = start_workers(&cfg, listeners, &shared, tls)?;
+    let running = start_workers(&cfg, listeners, &shared, reloader.as_ref().map(|r| Arc::clone(r.config())))?;
     let (layout, workers) = match &running {
         Running::PerCore(threads) => ("per-core", threads.len()),
         Running::MultiThread(..) => ("multi-thread", cfg.workers),
@@ -159,16 +179,24 @@ pub fn run(
     tracing::info!(%addr, workers, runtime = layout, "listening");
     // Without its shutdown signal the server cannot be stopped cleanly: exit with the error.
     // The operations listener (if any) is served here meanwhile, and stops with it.
+    // Certificate reloads are done here too.
     control.block_on(async {
-        match ops {
-            Some(l) => {
-                let serving = ops_listener::serve(l, Arc::clone(&shared), cfg.http.header_read_timeout);
-                tokio::select! {
-                    r = shutdown => r,
-                    () = serving => Ok(()),
-                }
+        let serving = async {
+            match ops {
+                Some(l) => ops_listener::serve(l, Arc::clone(&shared), cfg.http.header_read_timeout).await,
+                None => std::future::pending().await,
             }
-            None => shutdown.await,
+        };
+        let reloading = async {
+            match (&reloader, hangups) {
+                (Some(reloader), Some(hangups)) => reloader.on_sighup(hangups).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = shutdown => r,
+            () = serving => Ok(()),
+            () = reloading => Ok(()),
         }
     })?;
     tracing::info!(drain_timeout = ?cfg.ops.drain_timeout, "shutdown signal received; draining");
@@ -217,6 +245,7 @@ fn start_workers(
         users: cfg.users,
         ops: cfg.ops,
         tls,
+        tls_handshake_concurrency: cfg.tls_handshake_concurrency,
     };
     match listeners {
         Listeners::PerCore(listeners) => {

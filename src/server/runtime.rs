@@ -26,6 +26,8 @@ pub struct WorkerSetup {
     pub ops: OpsSettings,
     /// The TLS configuration every worker handshakes with (`None`: cleartext).
     pub tls: Option<SharedTlsConfig>,
+    /// TLS handshakes one worker runs at once.
+    pub tls_handshake_concurrency: usize,
 }
 
 /// One worker: the [`App`] its requests run against and what serving connections takes.
@@ -34,6 +36,8 @@ pub struct Worker {
     pub protocols: Protocols,
     /// Bounds the connections this worker serves at once (`ops.max_connections`).
     pub connection_permits: Arc<Semaphore>,
+    /// Bounds the TLS handshakes this worker runs at once (see `connection::serve_tls`).
+    pub handshake_permits: Semaphore,
     /// Woken when the worker's last open connection ends; the drain waits on it.
     pub idle: Notify,
 }
@@ -46,6 +50,7 @@ fn leak_worker(
     pool_size: usize,
     shared_conns: usize,
     ops: OpsSettings,
+    handshakes: usize,
     writers: Writers,
 ) -> Result<&'static Worker, String> {
     let db = Db::new(&setup.db, pool_size, shared_conns)?;
@@ -53,6 +58,7 @@ fn leak_worker(
         app: App::new(db, Arc::clone(&setup.shared), setup.users, ops, writers),
         protocols: Protocols::with_tls(&setup.http, setup.tls.clone()),
         connection_permits: Arc::new(Semaphore::new(ops.max_connections)),
+        handshake_permits: Semaphore::new(handshakes),
         idle: Notify::new(),
     }));
     let app = &worker.app;
@@ -190,7 +196,14 @@ pub fn spawn_per_core_worker(
             }
         };
         rt.block_on(async move {
-            let worker = match leak_worker(&setup, setup.db.pool_size, setup.db.shared_conns, setup.ops, Writers::One) {
+            let worker = match leak_worker(
+                &setup,
+                setup.db.pool_size,
+                setup.db.shared_conns,
+                setup.ops,
+                setup.tls_handshake_concurrency,
+                Writers::One,
+            ) {
                 Ok(worker) => worker,
                 Err(e) => {
                     tracing::error!(worker = index, error = %e, "could not start the worker");
@@ -222,11 +235,17 @@ pub fn start_multi_thread(
         .enable_all()
         .build()
         .map_err(|e| format!("building the runtime: {e}"))?;
-    // The one pool and connection limit serve every worker thread: per-worker values times
-    // the worker count.
+    // The one pool, connection limit and handshake bound serve every worker thread: per-worker
+    // values times the worker count.
     let ops = OpsSettings { max_connections: setup.ops.max_connections * workers, ..setup.ops };
-    let worker =
-        leak_worker(&setup, setup.db.pool_size * workers, setup.db.shared_conns * workers, ops, Writers::Many)?;
+    let worker = leak_worker(
+        &setup,
+        setup.db.pool_size * workers,
+        setup.db.shared_conns * workers,
+        ops,
+        setup.tls_handshake_concurrency * workers,
+        Writers::Many,
+    )?;
     let listener = {
         let _guard = rt.enter();
         TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?

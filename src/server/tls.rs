@@ -10,12 +10,17 @@
 //! (absent here) to build; a measurement comparing the two is still to be made.
 //!
 //! Workers hold the configuration through an [`ArcSwap`] so that a reload can replace it for
-//! new connections while the open ones keep theirs.
+//! new connections while the open ones keep theirs. [`Reloader`] does that on SIGHUP: it
+//! reads and checks the files as start-up does and swaps the new configuration in, which every
+//! worker sees at its next handshake; files that fail a check leave the old one serving, and
+//! the reason is logged. The ticket key and the session cache carry over a reload, so clients
+//! keep resuming their sessions.
 
 use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -35,12 +40,30 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// take tickets). rustls's default; each entry is a few hundred bytes.
 const SESSION_CACHE_ENTRIES: usize = 256;
 
-/// Loads `files` into a server configuration; the error names the file and the problem.
-pub fn load(files: &TlsFiles) -> Result<ServerConfig, String> {
-    load_at(files, SystemTime::now())
+/// What session resumption keeps across reloads: the ticket key (rotated by rustls every few
+/// hours) and the in-memory session cache.
+#[derive(Clone)]
+pub struct Resumption {
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    cache: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
-fn load_at(files: &TlsFiles, now: SystemTime) -> Result<ServerConfig, String> {
+impl Resumption {
+    pub fn new() -> Result<Resumption, String> {
+        Ok(Resumption {
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?,
+            cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        })
+    }
+}
+
+/// Loads `files` into a server configuration resuming sessions with `resumption`; the error
+/// names the file and the problem.
+pub fn load(files: &TlsFiles, resumption: &Resumption) -> Result<ServerConfig, String> {
+    load_at(files, resumption, SystemTime::now())
+}
+
+fn load_at(files: &TlsFiles, resumption: &Resumption, now: SystemTime) -> Result<ServerConfig, String> {
     let cert_pem = read(&files.cert, "certificate")?;
     let key_pem = read(&files.key, "private key")?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
@@ -71,10 +94,75 @@ fn load_at(files: &TlsFiles, now: SystemTime) -> Result<ServerConfig, String> {
             e => format!("TLS certificate {} with key {}: {e}", files.cert.display(), files.key.display()),
         })?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    config.session_storage = Arc::clone(&resumption.cache);
     // Stateless session tickets, their key rotated by rustls every few hours.
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+    config.ticketer = Arc::clone(&resumption.ticketer);
     Ok(config)
+}
+
+/// Reloads the certificate and key on SIGHUP (see the module doc), counting the outcomes.
+pub struct Reloader {
+    files: TlsFiles,
+    resumption: Resumption,
+    config: SharedTlsConfig,
+    /// Reloads done, and refused (the old configuration kept).
+    counts: Arc<ReloadCounts>,
+}
+
+/// Reloads by outcome, for `bareapi_tls_reloads_total{result}`.
+#[derive(Default)]
+pub struct ReloadCounts {
+    ok: AtomicU64,
+    error: AtomicU64,
+}
+
+impl ReloadCounts {
+    /// Every series: the `result` label's value and its count.
+    pub fn series(&self) -> Vec<(&'static str, u64)> {
+        vec![("ok", self.ok.load(Ordering::Relaxed)), ("error", self.error.load(Ordering::Relaxed))]
+    }
+}
+
+impl Reloader {
+    /// Loads `files` for the first time (a start-up error names the file and the problem).
+    pub fn start(files: TlsFiles) -> Result<Reloader, String> {
+        let resumption = Resumption::new()?;
+        let config = load(&files, &resumption)?;
+        Ok(Reloader { files, resumption, config: Arc::new(ArcSwap::from_pointee(config)), counts: Arc::default() })
+    }
+
+    /// The configuration the workers handshake with.
+    pub fn config(&self) -> &SharedTlsConfig {
+        &self.config
+    }
+
+    pub fn counts(&self) -> Arc<ReloadCounts> {
+        Arc::clone(&self.counts)
+    }
+
+    /// Reads the files again: swaps the new configuration in, or keeps the old one and says why.
+    pub fn reload(&self) {
+        match load(&self.files, &self.resumption) {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                self.counts.ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(cert = %self.files.cert.display(), key = %self.files.key.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                self.counts.error.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = e.as_str(), "TLS certificate not reloaded; still serving the previous one");
+            }
+        }
+    }
+
+    /// Reloads on every signal `hangups` receives; never returns.
+    pub async fn on_sighup(&self, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            self.reload();
+        }
+        // The signal driver is gone: only at process exit.
+        std::future::pending().await
+    }
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -118,11 +206,12 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let files =
             TlsFiles { cert: write(&dir, "c.pem", &cert.pem()), key: write(&dir, "k.pem", &key.serialize_pem()) };
-        let config = load(&files).unwrap();
+        let resumption = Resumption::new().unwrap();
+        let config = load(&files, &resumption).unwrap();
         assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
         assert!(config.ticketer.enabled(), "session tickets on");
         // rcgen's certificates are valid from 1975 on.
-        let err = load_at(&files, UNIX_EPOCH + std::time::Duration::from_secs(86_400)).unwrap_err();
+        let err = load_at(&files, &resumption, UNIX_EPOCH + std::time::Duration::from_secs(86_400)).unwrap_err();
         assert!(err.contains("not valid before"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

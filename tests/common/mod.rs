@@ -135,6 +135,23 @@ impl Server {
         }
     }
 
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`; the line, or None.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.logs.recv_timeout(left).ok()?;
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+    }
+
     /// Sends SIGTERM to the server.
     pub fn terminate(&self) {
         let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
