@@ -1,7 +1,8 @@
 //! The deployment files under `deploy/` cannot run here (no Docker, no Kubernetes), so this
 //! checks that they agree with the real server: every flag and environment variable they set
 //! is one the binary accepts (by starting it with them), every path they probe answers 200,
-//! and the numbers that must match (ports, user, grace period against the drain) do.
+//! and the numbers that must match (ports, user, grace period against the drain) do; and that
+//! the TLS examples (deploy/tls/, nginx's 443 block) name files and settings that agree.
 
 mod common;
 
@@ -195,9 +196,65 @@ fn the_dockerfile_and_manifests_agree_with_the_server() {
 fn the_nginx_file_names_two_upstreams_with_keepalive_and_failover() {
     let conf = read("deploy/nginx/bareapi.conf");
     assert_eq!(conf.matches("\n    server 127.0.0.1:").count(), 2, "two upstream servers");
-    for needed in
-        ["keepalive ", "proxy_http_version 1.1;", "proxy_set_header Connection \"\";", "proxy_next_upstream error"]
-    {
+    for needed in [
+        "keepalive ",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Connection \"\";",
+        "proxy_next_upstream error",
+        // TLS at the load balancer: terminated here, cleartext to the instances.
+        "listen 443 ssl http2;",
+        "ssl_certificate /",
+        "ssl_certificate_key /",
+        "proxy_pass http://bareapi;",
+    ] {
         assert!(conf.contains(needed), "missing {needed}");
     }
+}
+
+/// TLS at bareapi (deploy/tls/): the systemd unit starts the binary with flags it takes, on the
+/// files the certbot hook writes, and reloads with SIGHUP; the hook is valid sh that reloads
+/// the unit; the Kubernetes patch sets settings the server reads, pointing into the mounted
+/// Secret, and probes over HTTPS.
+#[test]
+fn the_tls_examples_agree_with_the_server() {
+    let unit = read("deploy/tls/bareapi.service");
+    let hook = read("deploy/tls/certbot-deploy-hook.sh");
+    let patch = read("deploy/tls/k8s-patch.yaml");
+    let help = help_text();
+
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert!(argv[0].ends_with("/bareapi"), "{exec}");
+    let parsed = parses(&argv[1..]).unwrap_or_else(|e| panic!("ExecStart {exec} is refused: {e}"));
+    assert!(parsed.contains("Usage: bareapi serve"), "{exec}");
+    let flag = |name: &str| argv.iter().position(|a| *a == name).map(|i| argv[i + 1]).expect(name);
+    let (cert, key) = (flag("--tls-cert"), flag("--tls-key"));
+    assert_eq!(unit.lines().find_map(|l| l.strip_prefix("ExecReload=")), Some("/bin/kill -HUP $MAINPID"));
+    for line in unit.lines().filter_map(|l| l.strip_prefix("Environment=")) {
+        let name = line.split('=').next().unwrap();
+        assert!(help.contains(&format!("[env: {name}")), "{name} is not a setting of `bareapi serve`");
+    }
+
+    // The hook writes exactly the files the unit serves, then reloads the unit.
+    let dir = hook.lines().find_map(|l| l.strip_prefix("dir=")).expect("dir=");
+    assert_eq!((cert, key), (format!("{dir}/fullchain.pem").as_str(), format!("{dir}/privkey.pem").as_str()));
+    assert!(hook.contains("for name in privkey.pem fullchain.pem"), "both files, the key first");
+    assert!(hook.contains("systemctl reload bareapi"));
+    let hook_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/tls/certbot-deploy-hook.sh");
+    assert!(Command::new("sh").arg("-n").arg(&hook_path).status().expect("sh").success(), "sh -n {hook_path:?}");
+
+    // The patch: settings the server reads, files inside the mounted Secret, HTTPS probes.
+    let env = k8s_env(&patch);
+    for name in env.keys() {
+        assert!(help.contains(&format!("[env: {name}")), "{name} is not a setting of `bareapi serve`");
+    }
+    let mount = yaml_value(&patch, "mountPath");
+    for name in ["BAREAPI_TLS_CERT", "BAREAPI_TLS_KEY"] {
+        let path = env[name].as_deref().unwrap_or_else(|| panic!("{name} has a value"));
+        assert!(path.starts_with(&format!("{mount}/")), "{name} {path} is not in {mount}");
+    }
+    assert_eq!(yaml_value(&patch, "secretName"), "bareapi-tls");
+    assert_eq!(yaml_value(&patch, "scheme"), "HTTPS");
+    assert!(patch.contains("kill -HUP \"$(pidof bareapi)\""), "the sidecar reloads with SIGHUP");
+    assert_eq!(yaml_value(&patch, "shareProcessNamespace"), "true");
 }

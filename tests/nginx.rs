@@ -18,16 +18,24 @@ use common::daemon::{Daemon, find_binary, free_port, is_root, private_dir};
 use common::load::{Load, MIXED_PATHS};
 
 /// Starts nginx in the foreground with `deploy/nginx/bareapi.conf` inside a minimal main
-/// context whose files all live in a private folder.
-fn start_nginx(listen: u16, upstreams: [SocketAddr; 2]) -> Daemon {
+/// context whose files all live in a private folder; cleartext on `listen`, TLS on `tls`.
+fn start_nginx(listen: u16, tls: u16, upstreams: [SocketAddr; 2]) -> Daemon {
     let conf =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/bareapi.conf")).unwrap();
     assert!(conf.contains("127.0.0.1:8081") && conf.contains("127.0.0.1:8082") && conf.contains("listen 8080;"));
+    assert!(conf.contains("listen 443 ssl http2;"), "the TLS listener");
+    let dir = private_dir("nginx");
+    // A throwaway certificate where the file expects the real one, and a free port for 443.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(dir.join("fullchain.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("privkey.pem"), key.serialize_pem()).unwrap();
     let conf = conf
         .replace("127.0.0.1:8081", &upstreams[0].to_string())
         .replace("127.0.0.1:8082", &upstreams[1].to_string())
-        .replace("listen 8080;", &format!("listen 127.0.0.1:{listen};"));
-    let dir = private_dir("nginx");
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{listen};"))
+        .replace("listen 443 ssl http2;", &format!("listen 127.0.0.1:{tls} ssl http2;"))
+        .replace("/etc/nginx/tls/", &format!("{}/", dir.display()));
     std::fs::write(dir.join("bareapi.conf"), conf).unwrap();
     let d = dir.display();
     // As root, nginx's workers would switch to "nobody", who cannot use the private folder.
@@ -69,9 +77,25 @@ fn served_plaintext(server: &Server) -> u64 {
 fn rolling_restart_behind_nginx_loses_no_request() {
     let mut instances = [Server::start(&[]), Server::start(&[])];
     let addrs = [instances[0].addr, instances[1].addr];
-    let nginx_port = free_port();
-    let nginx = start_nginx(nginx_port, addrs);
+    let (nginx_port, tls_port) = (free_port(), free_port());
+    let nginx = start_nginx(nginx_port, tls_port, addrs);
     let front: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
+    // TLS at nginx, HTTP/2 or HTTP/1.1 by ALPN, cleartext to the instances.
+    for (version, path, expected) in
+        [("--http2", "/json", "200 2"), ("--http1.1", "/plaintext", "200 1.1"), ("--http2", "/metrics", "404 2")]
+    {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--max-time", "10", version, "-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+            .arg(format!("https://127.0.0.1:{tls_port}{path}"))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "{path} over TLS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The instances serve /metrics on their public port here; nginx does not pass it on.
     assert_eq!(instances[0].get("/metrics").status, 200);
     assert_eq!(common::Conn::new(front).request("GET", "/metrics").status, 404);
