@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! DATABASE_URL=postgres://user@host:port/db actix-ref --listen 127.0.0.1:8080 [--workers N] [--pool-size N]
+//!     [--tls-cert fullchain.pem --tls-key key.pem]
 //! ```
+//!
+//! With `--tls-cert` and `--tls-key` the port speaks TLS 1.3/1.2 through rustls (ring), ALPN
+//! `h2` then `http/1.1`, with session tickets and a 256-session cache: what bareapi's TLS
+//! offers, for loadtest/tls.sh.
 //!
 //! Once listening it prints one line, `listening addr=IP:PORT`, to stdout. actix handles
 //! SIGINT/SIGTERM (graceful stop) itself.
@@ -31,8 +36,7 @@ use tokio_postgres::types::ToSql;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str =
-    "usage: actix-ref --listen IP:PORT [--workers N] [--pool-size N]  (DATABASE_URL in the environment)";
+const USAGE: &str = "usage: actix-ref --listen IP:PORT [--workers N] [--pool-size N] [--tls-cert PEM --tls-key PEM]  (DATABASE_URL in the environment)";
 const DEFAULT_POOL_SIZE: usize = 16;
 /// Pool wait, connection create and recycle timeouts.
 const POOL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -607,6 +611,8 @@ struct Args {
     listen: SocketAddr,
     workers: Option<usize>,
     pool_size: usize,
+    /// The certificate chain and key files: TLS on.
+    tls: Option<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -619,6 +625,7 @@ fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut workers = None;
     let mut pool_size = DEFAULT_POOL_SIZE;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -639,11 +646,18 @@ fn parse_args() -> Result<Args, String> {
             }
             "--workers" => workers = Some(positive(&flag, &value)?),
             "--pool-size" => pool_size = positive(&flag, &value)?,
+            "--tls-cert" => tls_cert = Some(value),
+            "--tls-key" => tls_key = Some(value),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
     let listen = listen.ok_or("--listen IP:PORT is required")?;
-    Ok(Args { listen, workers, pool_size })
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    Ok(Args { listen, workers, pool_size, tls })
 }
 
 fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
@@ -674,6 +688,27 @@ async fn fill_cache(pool: &Pool, cache: &WorldCache) -> Result<usize, AppError> 
     Ok(rows.len())
 }
 
+/// The rustls configuration of the TLS mode, set up as bareapi's (src/server/tls.rs).
+fn tls_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {key}: {e}"))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("--tls-cert {cert} with --tls-key: {e}"))?;
+    // actix-web sets ALPN (h2, http/1.1) itself in listen_rustls_0_23.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
 /// The listening socket, made as actix-web's own `bind` makes it (socket2, SO_REUSEADDR,
 /// backlog 1024), but here so that port 0 works and the bound address can be printed.
 fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -694,6 +729,7 @@ async fn main() -> io::Result<()> {
     let args = parse_args().unwrap_or_else(|e| fail(e));
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| fail("DATABASE_URL is not set".into()));
     let pool = build_pool(&url, args.pool_size).unwrap_or_else(|e| fail(e));
+    let tls = args.tls.as_ref().map(|(cert, key)| tls_config(cert, key).unwrap_or_else(|e| fail(e)));
     let cache = WorldCache::new(WORLD_ROWS as usize);
     if let Err(e) = fill_cache(&pool, &cache).await {
         // Not fatal: misses read through and fill the cache.
@@ -724,7 +760,10 @@ async fn main() -> io::Result<()> {
     if let Some(n) = args.workers {
         server = server.workers(n);
     }
-    let server = server.listen(listener)?.run();
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?.run(),
+        None => server.listen(listener)?.run(),
+    };
     println!("listening addr={addr}");
     io::stdout().flush()?;
     server.await
