@@ -131,7 +131,12 @@ pub fn run(
     let reloader = match &cfg.tls {
         Some(files) => {
             let reloader = tls::Reloader::start(files.clone())?;
-            tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS on (ALPN h2, http/1.1)");
+            tracing::info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                provider = tls::PROVIDER,
+                "TLS on (ALPN h2, http/1.1)"
+            );
             Some(reloader)
         }
         None => None,

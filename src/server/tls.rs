@@ -6,8 +6,8 @@
 //! The configuration offers TLS 1.3 and 1.2, ALPN `h2` then `http/1.1` (HTTP/2 is served over
 //! TLS whether or not `--http2` is set), and session resumption: stateless tickets (TLS 1.2
 //! and 1.3) from one ticketer the workers share, so a session resumes on any worker, beside
-//! rustls's in-memory session cache. The crypto provider is `ring`: `aws-lc-rs` needs cmake
-//! (absent here) to build; a measurement comparing the two is still to be made.
+//! rustls's in-memory session cache. The crypto provider is `ring`, or `aws-lc-rs` when built
+//! with the `aws-lc` feature ([`PROVIDER`]), for loadtest/tls.sh to compare the two.
 //!
 //! Workers hold the configuration through an [`ArcSwap`] so that a reload can replace it for
 //! new connections while the open ones keep theirs. [`Reloader`] does that on SIGHUP: it
@@ -30,6 +30,16 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsFiles;
 
+/// The crypto provider's name, as logged at start.
+#[cfg(not(feature = "aws-lc"))]
+pub const PROVIDER: &str = "ring";
+#[cfg(feature = "aws-lc")]
+pub const PROVIDER: &str = "aws-lc-rs";
+#[cfg(feature = "aws-lc")]
+use rustls::crypto::aws_lc_rs as provider;
+#[cfg(not(feature = "aws-lc"))]
+use rustls::crypto::ring as provider;
+
 /// What the workers share: the configuration new connections are handshaken with.
 pub type SharedTlsConfig = Arc<ArcSwap<ServerConfig>>;
 
@@ -51,7 +61,7 @@ pub struct Resumption {
 impl Resumption {
     pub fn new() -> Result<Resumption, String> {
         Ok(Resumption {
-            ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?,
+            ticketer: provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?,
             cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
         })
     }
@@ -79,8 +89,7 @@ fn load_at(files: &TlsFiles, resumption: &Resumption, now: SystemTime) -> Result
         }
         e => format!("TLS private key {}: not a valid PEM private key: {e}", files.key.display()),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
