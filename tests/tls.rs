@@ -515,7 +515,8 @@ fn plaintext(tls: &mut TlsClient) -> String {
 }
 
 /// A second connection with the same client resumes the first one's session (a ticket, with
-/// TLS 1.3 and 1.2), on whichever worker it lands, and the server counts it as resumed.
+/// TLS 1.3 and 1.2), on whichever worker it lands, and the server counts it as resumed; a
+/// certificate reload in between does not stop that.
 #[test]
 fn a_second_connection_resumes_the_session() {
     let pki = Pki::new("resume");
@@ -538,9 +539,19 @@ fn a_second_connection_resumes_the_session() {
             resumed += 1;
         }
     }
+    // A certificate reload keeps the ticket key and the session cache: sessions still resume.
+    let config = client_config(&pki, &rustls::version::TLS13);
+    let mut first = tls_connect(&config, server.addr);
+    assert_eq!(plaintext(&mut first), "Hello, World!");
+    drop(first);
+    send_sighup(&server);
+    server.wait_log("TLS certificate reloaded", Duration::from_secs(10)).expect("reload logged");
+    let mut again = tls_connect(&config, server.addr);
+    assert_eq!(again.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed), "after a reload");
+    assert_eq!(plaintext(&mut again), "Hello, World!");
     let text = scrape(metrics);
-    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"resumed\"}"), resumed);
-    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"full\"}"), 2);
+    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"resumed\"}"), resumed + 1);
+    assert_eq!(series(&text, "bareapi_tls_handshakes_total{protocol=\"http/1.1\",kind=\"full\"}"), 3);
 }
 
 /// With `--tls-handshake-concurrency 8` on one worker, 200 clients that send a whole ClientHello
@@ -611,11 +622,20 @@ fn handshakes_in_progress_are_bounded_and_served_connections_keep_answering() {
         assert!(started.elapsed() < Duration::from_secs(1), "an answer took {:?}", started.elapsed());
     }
     drop(stalled);
+    // Each waiting handshake takes a freed slot in turn and fails on its closed socket.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while series(&scrape(metrics), "bareapi_tls_handshakes_in_progress") != 0 {
-        assert!(Instant::now() < deadline, "slots still held after the stalled clients left");
+    loop {
+        let text = scrape(metrics);
+        let (in_progress, waiting) =
+            (series(&text, "bareapi_tls_handshakes_in_progress"), series(&text, "bareapi_tls_handshakes_waiting"));
+        if (in_progress, waiting) == (0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the stalled clients left: {in_progress} in progress, {waiting} waiting"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(series(&scrape(metrics), "bareapi_tls_handshakes_waiting"), 0);
     assert_eq!(curl(&pki, server.addr, "--http2", "/plaintext", &[]).body, "Hello, World!");
 }
