@@ -161,7 +161,8 @@ def reference_versions(servers):
             with open(os.path.join(NODE_DIR, "node_modules", pkg, "package.json")) as f:
                 out[pkg] = json.load(f)["version"]
     if "go" in servers:
-        out["go"] = run(["go", "env", "GOVERSION"], capture_output=True, env=dict(os.environ, **GO_ENV)).stdout.strip()
+        version = run(["go", "env", "GOVERSION"], capture_output=True, env=dict(os.environ, **GO_ENV)).stdout
+        out["go"] = version.strip().removeprefix("go")
         debian = run(["dpkg-query", "-W", "-f", "${Version}", "golang-github-jackc-pgx-v4-dev"],
                      capture_output=True).stdout.strip()
         out["pgx"] = f"{debian.split('-')[0]} (Debian {debian})"
