@@ -268,6 +268,7 @@ pub struct Limits {
     pub failed_logins: FailedLogins,
     pub logins: AddressLimiter,
     pub signups: AddressLimiter,
+    refusal_delay: Duration,
 }
 
 impl Limits {
@@ -276,7 +277,21 @@ impl Limits {
             failed_logins: FailedLogins::new(s.limiter_keys, s.login_failures_max, s.login_failures_window),
             logins: AddressLimiter::new(s.limiter_keys, s.login_rate, Reason::LoginRate),
             signups: AddressLimiter::new(s.limiter_keys, s.signup_rate, Reason::SignupRate),
+            refusal_delay: s.refusal_delay,
         }
+    }
+
+    /// Holds an abuse refusal (429, or 503 for a full hashing queue) for `--refusal-delay-ms`
+    /// before it is answered; any other outcome passes at once. A client retrying at once then
+    /// makes one attempt per connection per delay, so a flood of refused attempts costs the
+    /// server a timer each instead of as many answers a second as it can write.
+    pub async fn hold_refusal<T>(&self, outcome: Result<T, AppError>) -> Result<T, AppError> {
+        if matches!(outcome, Err(AppError::TooManyRequests { .. } | AppError::HashingBusy))
+            && !self.refusal_delay.is_zero()
+        {
+            tokio::time::sleep(self.refusal_delay).await;
+        }
+        outcome
     }
 }
 

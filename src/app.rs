@@ -42,11 +42,11 @@ impl Shared {
     pub fn new(metrics_on: MetricsOn, abuse: &AbuseSettings) -> Result<Shared, RouteError> {
         let router = routes::router(metrics_on)?;
         let metrics = Metrics::new(router.templates());
-        let hashing = Hashing::new(abuse.hash_concurrency, abuse.hash_queue);
+        let hashing = Hashing::new(abuse.hash_concurrency, abuse.hash_queue, abuse.hash_nice);
         let h = Arc::clone(&hashing);
         metrics.register_gauge(Gauge {
             name: "bareapi_password_hashes_running",
-            help: "Password hashes (argon2id) running on the blocking pool.",
+            help: "Password hashes (argon2id) running on the hashing threads.",
             read: Box::new(move || h.running()),
         });
         let h = Arc::clone(&hashing);

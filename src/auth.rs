@@ -2,7 +2,7 @@
 //! random bytes, stored only as their SHA-256) and reading the bearer token of a request.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Instant;
 
 use argon2::Argon2;
@@ -24,11 +24,18 @@ pub const TOKEN_BYTES: usize = 32;
 
 /// Password hashing off the async workers: at most `concurrency` hashes at once (one per core
 /// by default: argon2id with the default parameters takes 19 MiB and most of a core for tens of
-/// milliseconds, and more hashes than cores only queue in the blocking pool while holding their
-/// memory), and at most `queue` requests waiting for a slot. Past that a hash is refused at once
+/// milliseconds, and more hashes than cores only queue while holding their memory), and at most
+/// `queue` requests waiting for a slot. Past that a hash is refused at once
 /// ([`AppError::HashingBusy`], 503 + `Retry-After`) rather than queued behind seconds of work.
+///
+/// The hashes run on threads of their own, one per slot, at a lower scheduling priority than
+/// the workers (`--hash-nice`): a flood of logins then takes only the CPU that serving requests
+/// leaves, instead of half of each worker's core (measured in BENCHMARKS.md, "Abuse limits
+/// under load"). Under no load a hash runs at full speed all the same.
 pub struct Hashing {
     permits: Arc<Semaphore>,
+    /// Jobs for the hashing threads (never more than `concurrency` at once: each holds a permit).
+    jobs: mpsc::Sender<Job>,
     concurrency: usize,
     queue: usize,
     /// Requests waiting for a slot now.
@@ -42,11 +49,60 @@ pub struct Hashing {
     started: Instant,
 }
 
+/// One password hash, run on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `n` hashing threads at niceness `nice` that run jobs from the returned sender, and
+/// end when it is dropped.
+fn hashing_threads(n: usize, nice: i32) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = Arc::clone(&rx);
+        let spawned = std::thread::Builder::new().name(format!("bareapi-hash-{i}")).spawn(move || {
+            lower_priority(nice);
+            loop {
+                // The lock is held only to take a job, never while one runs.
+                let job = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(poisoned) => poisoned.into_inner().recv(),
+                };
+                let Ok(job) = job else { return };
+                // A panicking hash answers its request with a 500 (its result sender is
+                // dropped) and leaves the thread serving the next.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "starting a password-hashing thread");
+        }
+    }
+    tx
+}
+
+/// Sets the calling thread's niceness (Linux keeps it per thread); raising it needs no
+/// privilege. A failure is logged and hashing goes on at normal priority.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority have no memory-safety preconditions.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), nice, "lowering the hashing thread's priority");
+        }
+    }
+}
+
 impl Hashing {
-    pub fn new(concurrency: usize, queue: usize) -> Arc<Hashing> {
+    /// `concurrency` hashing threads at niceness `nice` (0..=19) and a queue of `queue`.
+    pub fn new(concurrency: usize, queue: usize, nice: i32) -> Arc<Hashing> {
         let concurrency = concurrency.max(1);
         Arc::new(Hashing {
             permits: Arc::new(Semaphore::new(concurrency)),
+            jobs: hashing_threads(concurrency, nice),
             concurrency,
             queue,
             waiting: AtomicUsize::new(0),
@@ -137,24 +193,29 @@ impl Hashing {
         }
     }
 
-    /// Runs `work` on the blocking pool in a hashing slot. The slot moves into the blocking
-    /// closure: a request dropped mid-hash (its client went away) stops waiting, but the hash it
-    /// started runs to its end, and so must keep its slot until then.
+    /// Runs `work` on a hashing thread in a hashing slot. The slot moves into the job: a
+    /// request dropped mid-hash (its client went away) stops waiting, but the hash it started
+    /// runs to its end, and so must keep its slot until then.
     async fn off_worker<T: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let permit = self.slot().await?;
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            // Declared after the permit, so dropped before it: the gauge never counts more
-            // hashes than there are permits.
-            let _running = Running::start(&this);
-            work()
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let result = {
+                let _permit = permit;
+                // Declared after the permit, so dropped before it: the gauge never counts more
+                // hashes than there are permits.
+                let _running = Running::start(&this);
+                work()
+            };
+            // Sent once the slot is free and the gauge down: whoever gets the answer sees both.
+            let _ = tx.send(result);
+        });
+        self.jobs.send(job).map_err(|_| AppError::Internal("the password-hashing threads have ended".into()))?;
+        rx.await.map_err(|_| AppError::Internal("a password hash panicked".into()))
     }
 }
 
@@ -282,7 +343,7 @@ mod tests {
         futures::executor::block_on(async {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             rt.block_on(async {
-                let h = Hashing::new(1, 4);
+                let h = Hashing::new(1, 4, 0);
                 let hash = h.hash_password("correct horse".into()).await.unwrap();
                 assert!(hash.starts_with("$argon2id$"));
                 assert!(h.verify_password("correct horse".into(), Some(hash.clone())).await.unwrap());
@@ -298,7 +359,7 @@ mod tests {
     /// up leaves the queue.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once() {
-        let h = Hashing::new(1, 1);
+        let h = Hashing::new(1, 1, 0);
         let hold = h.slot().await.unwrap();
         let waiter = {
             let h = Arc::clone(&h);
@@ -314,7 +375,7 @@ mod tests {
         let _ = waiter.await;
         assert_eq!(h.waiting(), 0, "an abandoned wait leaves the queue");
         drop(hold);
-        let zero_queue = Hashing::new(1, 0);
+        let zero_queue = Hashing::new(1, 0, 0);
         let _busy = zero_queue.slot().await.unwrap();
         assert!(matches!(zero_queue.slot().await, Err(AppError::HashingBusy)));
     }

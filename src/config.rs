@@ -115,6 +115,15 @@ pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
 /// with argon2id's tens of milliseconds per hash and one hash per core, 64 waiting is about a
 /// second of queue on a 2-core machine, well inside the request timeout.
 pub const DEFAULT_HASH_QUEUE: usize = 64;
+/// Niceness of the password-hashing threads: a CPU share of about 3% against a busy worker
+/// (scheduler weight 36 against 1 024), so a login flood leaves the other routes about 97% of
+/// the core, while an idle core still runs a hash at full speed (a login on a saturated core
+/// takes about 30 times longer instead).
+pub const DEFAULT_HASH_NICE: i32 = 15;
+/// How long a refused login or signup (429, or 503 for a full hashing queue) is held before
+/// it is answered: a client that retries at once then sends one attempt a second per
+/// connection instead of as many as the server can refuse.
+pub const DEFAULT_REFUSAL_DELAY_MS: u64 = 1000;
 
 /// `bareapi`: a fast, honest HTTP API server on hyper and tokio.
 #[derive(Debug, Parser)]
@@ -333,6 +342,17 @@ pub struct ServeArgs {
     #[arg(long, env = "BAREAPI_HASH_QUEUE", default_value_t = DEFAULT_HASH_QUEUE)]
     pub hash_queue: usize,
 
+    /// Niceness (0..=19) of the password-hashing threads: higher leaves more of the CPU to
+    /// serving requests when both want it.
+    #[arg(long, env = "BAREAPI_HASH_NICE", default_value_t = DEFAULT_HASH_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub hash_nice: i32,
+
+    /// Milliseconds a refused login or signup (429, or 503 for a full hashing queue) waits
+    /// before it is answered (0: at once).
+    #[arg(long, env = "BAREAPI_REFUSAL_DELAY_MS", default_value_t = DEFAULT_REFUSAL_DELAY_MS)]
+    pub refusal_delay_ms: u64,
+
     /// Do not apply pending migrations at start.
     #[arg(long, env = "BAREAPI_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -468,6 +488,10 @@ pub struct AbuseSettings {
     pub hash_concurrency: usize,
     /// Password hashes waiting for a slot before new ones are refused.
     pub hash_queue: usize,
+    /// Niceness of the hashing threads.
+    pub hash_nice: i32,
+    /// How long a refusal is held before it is answered.
+    pub refusal_delay: Duration,
 }
 
 impl AbuseSettings {
@@ -483,6 +507,8 @@ impl AbuseSettings {
             forwarded_header: ForwardedHeader::XForwardedFor,
             hash_concurrency,
             hash_queue: DEFAULT_HASH_QUEUE,
+            hash_nice: DEFAULT_HASH_NICE,
+            refusal_delay: Duration::from_millis(DEFAULT_REFUSAL_DELAY_MS),
         }
     }
 }
@@ -672,6 +698,8 @@ impl ServeArgs {
                     None => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 },
                 hash_queue: self.hash_queue,
+                hash_nice: self.hash_nice,
+                refusal_delay: Duration::from_millis(self.refusal_delay_ms),
             },
             ops: OpsSettings {
                 max_header_bytes: self.max_header_bytes,

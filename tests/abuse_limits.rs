@@ -318,3 +318,63 @@ fn wrong_current_passwords_count_as_failed_logins() {
     assert_eq!(metric(&mut conn, "bareapi_password_hashes_total"), hashes);
     assert_eq!(conn.send("GET", &path, &h[1..], None).status, 200, "not deleted");
 }
+
+/// A refused login is held for `--refusal-delay-ms` before its 429 is written (a client retrying
+/// at once is slowed to one attempt per connection per delay), while other requests, on other
+/// connections, are answered meanwhile; a login that is not refused is not held.
+#[test]
+fn refusals_are_held_for_the_refusal_delay() {
+    let delay = Duration::from_millis(600);
+    let server = Server::start(&[
+        "--login-failures-max",
+        "1",
+        "--login-failures-window-secs",
+        "60",
+        "--refusal-delay-ms",
+        "600",
+    ]);
+    let mut conn = server.connect();
+    let email = unique_email("held");
+    create_user(&mut conn, &email);
+    problem(&login(&mut conn, &email, "wrong password!"), 401);
+    let addr = server.addr;
+    let held = std::thread::spawn(move || {
+        let started = Instant::now();
+        let res = login(&mut Conn::new(addr), &email, PASSWORD);
+        (res, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // The worker is free while the refusal waits.
+    let mut other = server.connect();
+    other.set_read_timeout(Duration::from_millis(400));
+    assert_eq!(other.request("GET", "/healthz").status, 200, "answered while a refusal is held");
+    let (res, took) = held.join().unwrap();
+    refused(&res, 429, 60);
+    assert!(took >= delay, "the 429 came after {took:?}, before the {delay:?} delay");
+}
+
+/// The password-hashing threads run at `--hash-nice`: a login flood takes only the CPU that
+/// serving requests leaves.
+#[test]
+fn password_hashes_run_at_the_configured_niceness() {
+    let server = Server::start(&["--hash-nice", "7", "--hash-concurrency", "2"]);
+    let mut conn = server.connect();
+    let email = unique_email("nice");
+    create_user(&mut conn, &email);
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap() {
+        let path = task.unwrap().path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Field 19 is the niceness; fields are counted after the ")" that ends the name.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap();
+        found.push((comm.trim().to_owned(), fields[16].to_owned()));
+    }
+    let hashing: Vec<_> = found.iter().filter(|(comm, _)| comm.starts_with("bareapi-hash")).collect();
+    assert_eq!(hashing.len(), 2, "one thread per hashing slot: {found:?}");
+    assert!(hashing.iter().all(|(_, nice)| nice == "7"), "{found:?}");
+    assert!(
+        found.iter().filter(|(comm, _)| !comm.starts_with("bareapi-hash")).all(|(_, nice)| nice == "0"),
+        "{found:?}"
+    );
+}

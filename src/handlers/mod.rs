@@ -138,6 +138,11 @@ pub enum WithRequest {
     DeleteCurrentSession,
 }
 
+/// `handler`'s outcome, an abuse refusal held for `--refusal-delay-ms` first.
+async fn hold<T>(app: &App, handler: impl Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+    app.shared.limits.hold_refusal(handler.await).await
+}
+
 impl WithRequest {
     /// Hands this handler's own future, owning the request head and body, to `to`. `peer` is
     /// the connection's remote address: login and signup are limited per client address.
@@ -148,12 +153,17 @@ impl WithRequest {
         S: Start<'a>,
     {
         match self {
-            WithRequest::CreateUser => to.start(async move { users::create(app, &parts, body, peer).await }),
+            // The four that check passwords can be refused by an abuse limit: held a while.
+            WithRequest::CreateUser => to.start(async move { hold(app, users::create(app, &parts, body, peer)).await }),
             WithRequest::ListUsers => to.start(async move { users::list(app, &parts).await }),
             WithRequest::GetUser(id) => to.start(async move { users::get(app, &parts, id).await }),
-            WithRequest::PatchUser(id) => to.start(async move { users::patch(app, &parts, body, id).await }),
-            WithRequest::DeleteUser(id) => to.start(async move { users::delete(app, &parts, body, id).await }),
-            WithRequest::CreateSession => to.start(async move { sessions::create(app, &parts, body, peer).await }),
+            WithRequest::PatchUser(id) => to.start(async move { hold(app, users::patch(app, &parts, body, id)).await }),
+            WithRequest::DeleteUser(id) => {
+                to.start(async move { hold(app, users::delete(app, &parts, body, id)).await })
+            }
+            WithRequest::CreateSession => {
+                to.start(async move { hold(app, sessions::create(app, &parts, body, peer)).await })
+            }
             WithRequest::DeleteAllSessions => to.start(async move { sessions::delete_all(app, &parts).await }),
             WithRequest::DeleteCurrentSession => to.start(async move { sessions::delete_current(app, &parts).await }),
         }

@@ -47,6 +47,7 @@ pub const UNTHROTTLED: &[(&str, &str)] = &[
     ("BAREAPI_SIGNUP_RATE_PER_MINUTE", "1000000"),
     ("BAREAPI_SIGNUP_BURST", "1000000"),
     ("BAREAPI_HASH_QUEUE", "100000"),
+    ("BAREAPI_REFUSAL_DELAY_MS", "0"),
 ];
 
 /// A running server process, killed on drop.
