@@ -4,8 +4,9 @@
 -- every request counts against a different address, as a flood from many addresses would.
 --
 --   wrk -t1 -c32 -d10s -s loadtest/wrk/login_flood.lua http://127.0.0.1:8080/api/sessions
---   wrk ... -s loadtest/wrk/login_flood.lua URL -- 1000000 1   # stop after a million answers;
---                                                              # key series 1 (new keys again)
+--   wrk ... -s loadtest/wrk/login_flood.lua URL -- 1000000 1 /tmp/done
+--     stops after a million answers (key series 1: new keys again) and touches /tmp/done: wrk
+--     itself waits out -d, so the caller sends it SIGINT then, and wrk prints its summary.
 --
 -- Prints one FLOODJSON line: requests, and answers by status.
 local threads = {}
@@ -22,6 +23,7 @@ function init(args)
   answers = 0
   limit = tonumber(args[1] or "0")
   series = tonumber(args[2] or "0")
+  marker = args[3]
   statuses = {}
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
@@ -40,6 +42,10 @@ function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
   answers = answers + 1
   if limit > 0 and answers >= limit then
+    if marker then
+      local f = io.open(marker, "w")
+      if f then f:close() end
+    end
     wrk.thread:stop()
   end
 end
