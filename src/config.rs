@@ -115,11 +115,12 @@ pub const DEFAULT_RATE_LIMIT_KEYS: usize = 100_000;
 /// with argon2id's tens of milliseconds per hash and one hash per core, 64 waiting is about a
 /// second of queue on a 2-core machine, well inside the request timeout.
 pub const DEFAULT_HASH_QUEUE: usize = 64;
-/// Niceness of the password-hashing threads: a CPU share of about 3% against a busy worker
-/// (scheduler weight 36 against 1 024), so a login flood leaves the other routes about 97% of
-/// the core, while an idle core still runs a hash at full speed (a login on a saturated core
-/// takes about 30 times longer instead).
-pub const DEFAULT_HASH_NICE: i32 = 15;
+/// Niceness of the password-hashing threads: the lowest, a CPU share of about 1.5% against a
+/// busy worker (scheduler weight 15 against 1 024), so a login flood leaves the other routes
+/// their throughput and, with the hash's turns on the core that rare, their p99 (measured at 15,
+/// weight 36: /db p99 1.52x the quiet run's under a flood, BENCHMARKS.md). An idle core still
+/// runs a hash at full speed; a login on a saturated core takes many times longer instead.
+pub const DEFAULT_HASH_NICE: i32 = 19;
 /// How long a refused login or signup (429, or 503 for a full hashing queue) is held before
 /// it is answered: a client that retries at once then sends one attempt a second per
 /// connection instead of as many as the server can refuse.
