@@ -13,13 +13,15 @@
 #   loadtest/callgrind.sh bareapi-noid /plaintext 20000 16 -- $B --no-request-id
 #   loadtest/callgrind.sh floor /json 10000 1 -- $H
 #   loadtest/callgrind.sh floor '/queries?queries=20' 1000 1 -- $H
+#   TLS=1 loadtest/callgrind.sh bareapi-tls /json 10000 1 -- $B --tls-cert C --tls-key K
+# (TLS=1: the client speaks HTTP/1.1 over TLS, for a server given a certificate.)
 #
 # Needs DATABASE_URL (a migrated database: bareapi migrate) for servers that connect at start;
 # valgrind is installed with apt-get when missing and we are root. Profiles go to
 # ${OUT:-target/callgrind}/LABEL.out.1. Only 127.0.0.1 is targeted; the run is bounded by N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 6 ] && [ "$5" = "--" ] || { sed -n '2,20p' "$0" >&2; exit 2; }
+[ $# -ge 6 ] && [ "$5" = "--" ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 label=$1 path=$2 n=$3 depth=$4
 shift 5
 if ! command -v valgrind >/dev/null 2>&1; then
