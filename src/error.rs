@@ -140,17 +140,17 @@ impl AppError {
         match self {
             AppError::Unavailable(cause) => {
                 let id = id();
-                tracing::warn!(route, request_id = ?id, cause = cause.as_str(), "service unavailable");
+                tracing::warn!(route, request_id = id_text(&id), cause = cause.as_str(), "service unavailable");
                 Some(id)
             }
             AppError::Timeout(limit) => {
                 let id = id();
-                tracing::warn!(route, request_id = ?id, timeout = ?limit, "request timed out");
+                tracing::warn!(route, request_id = id_text(&id), timeout = ?limit, "request timed out");
                 Some(id)
             }
             AppError::Internal(cause) => {
                 let id = id();
-                tracing::error!(route, request_id = ?id, cause = cause.as_str(), "internal error");
+                tracing::error!(route, request_id = id_text(&id), cause = cause.as_str(), "internal error");
                 Some(id)
             }
             _ => None,
@@ -259,6 +259,12 @@ impl From<simd_json::Error> for AppError {
     fn from(e: simd_json::Error) -> Self {
         AppError::Internal(format!("json serialization: {e}"))
     }
+}
+
+/// A request id as log text. Not `Debug`: ids are marked sensitive (see `request_id`), and a
+/// sensitive value's `Debug` is `Sensitive`.
+fn id_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or_default()
 }
 
 #[cfg(test)]

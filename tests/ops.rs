@@ -118,6 +118,32 @@ fn without_request_ids_only_server_errors_carry_one() {
     assert_eq!(failed.header("x-request-id").map(str::len), Some(32), "a 5xx names its log line");
 }
 
+/// A 5xx's log line carries the id its answer carries, the client's or a generated one, as
+/// text (ids are sensitive header values, whose `Debug` would print `Sensitive`).
+#[test]
+fn server_errors_log_the_request_id_they_answer_with() {
+    let server = Server::start(&[]);
+    let mut conn = server.connect();
+    let sent = conn.send("GET", "/__test/panic", &[("X-Request-Id", "trace-5xx-7")], None);
+    assert_eq!((sent.status, sent.header("x-request-id")), (500, Some("trace-5xx-7")));
+    let generated = conn.request("GET", "/__test/panic");
+    assert_eq!(generated.status, 500);
+    let generated = generated.header("x-request-id").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = Vec::new();
+    while lines.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = server.logs.recv_timeout(Duration::from_millis(100))
+            && line.contains("internal error")
+        {
+            lines.push(line);
+        }
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("trace-5xx-7"), "{}", lines[0]);
+    assert!(lines[1].contains(&generated), "{} should name {generated}", lines[1]);
+    assert!(lines.iter().all(|l| !l.contains("Sensitive")), "{lines:?}");
+}
+
 /// With the access log on, each request logs one line with method, route template, status,
 /// duration and request id.
 #[test]

@@ -69,11 +69,18 @@ pub fn from_request(parts: &Parts) -> HeaderValue {
 
 /// A header value of its own (not sharing hyper's read buffer) from `bytes`, which the caller
 /// has checked are visible ASCII.
+///
+/// Marked sensitive, which over HTTP/2 means "never indexed": an id differs on every response,
+/// so entering it in the connection's HPACK table (as h2 does with every other header) only
+/// evicts the entries that repeat, `server` and `content-type` among them, and then re-enters
+/// those too. HTTP/1 writes it as any other header.
 fn own_value(bytes: &[u8]) -> HeaderValue {
     debug_assert!(bytes.iter().all(|b| b.is_ascii_graphic()));
     // SAFETY: visible ASCII (0x21..=0x7e) is valid in a header value; both callers check it
     // (a client's id byte by byte, a generated one by construction: hex digits).
-    unsafe { HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(bytes)) }
+    let mut value = unsafe { HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(bytes)) };
+    value.set_sensitive(true);
+    value
 }
 
 /// A new request id: 32 hex characters, a per-thread random prefix and a counter.
@@ -116,6 +123,14 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16], "one thread, one prefix");
+    }
+
+    /// Over HTTP/2 a sensitive value is sent "never indexed", so ids, new on every response,
+    /// stay out of the connection's HPACK table (see `own_value`).
+    #[test]
+    fn ids_kept_or_generated_are_never_indexed() {
+        assert!(from_request(&parts("/", &[("x-request-id", "abc-123")])).is_sensitive());
+        assert!(from_request(&parts("/", &[])).is_sensitive());
     }
 
     #[test]
