@@ -16,6 +16,7 @@
 #   loadtest/tls.sh ROUNDS SECONDS                  # e.g. loadtest/tls.sh 5 10
 #   ROUTES="/json" WARMUP=1 loadtest/tls.sh 1 1     # a smoke run
 #   BIN_DIR=/elsewhere/release loadtest/tls.sh 5 10  # binaries not in target/release
+#   SERVERS="bareapi-tls actix-tls" loadtest/tls.sh 5 5   # only these (labels below)
 #
 # Servers (each skipped with a note if its binary is missing; build first with
 # `cargo build --release --workspace`):
@@ -33,7 +34,7 @@
 # with apt-get when missing. Only 127.0.0.1 is targeted; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { sed -n '2,33p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,34p' "$0" >&2; exit 2; }
 rounds=$1 duration=$2
 routes=(${ROUTES:-/plaintext /json /db})
 warmup=${WARMUP:-2}
@@ -64,6 +65,14 @@ specs=("bareapi-tls|https|$B $tls_flags" "bareapi-clear|http|$B --http2"
        "actix-tls|https|$X $tls_flags" "actix-clear|http|$X")
 if [ -n "${AWSLC_BIN:-}" ]; then
   specs+=("bareapi-awslc|https|$AWSLC_BIN serve --listen 127.0.0.1:0 --workers 1 $tls_flags")
+fi
+if [ -n "${SERVERS:-}" ]; then
+  kept=()
+  for spec in "${specs[@]}"; do
+    case " $SERVERS " in *" ${spec%%|*} "*) kept+=("$spec") ;; esac
+  done
+  [ ${#kept[@]} -gt 0 ] || { echo "SERVERS=$SERVERS names none of the servers" >&2; exit 2; }
+  specs=("${kept[@]}")
 fi
 for spec in "${specs[@]}"; do
   bin=$(echo "$spec" | cut -d'|' -f3 | cut -d' ' -f1)
