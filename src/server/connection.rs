@@ -297,14 +297,23 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, open: Open, _permit: Opt
     // The users API limits logins and signups per client address; nothing else reads it.
     let peer = peer.ip();
     let worker = open.worker;
-    let app = &worker.app;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
     }
     let protocols = &worker.protocols;
+    // Each protocol's future is boxed: unboxed, all of them (12 KiB) were part of every
+    // connection's task, copied about nine times as the task was spawned and finished.
     if let Some(tls) = &protocols.tls {
-        return serve_tls(tls, stream, peer, worker).await;
+        return Box::pin(serve_tls(tls, stream, peer, worker)).await;
     }
+    Box::pin(serve_clear(stream, peer, worker)).await;
+}
+
+/// Serves a cleartext connection: HTTP/1.1, or with `--http2` whichever of HTTP/1.1 and h2c
+/// the client speaks.
+async fn serve_clear(stream: TcpStream, peer: IpAddr, worker: &'static Worker) {
+    let app = &worker.app;
+    let protocols = &worker.protocols;
     // Polled beside hyper each time the connection wakes, so cheap to poll (see `Finishing`).
     let finishing = app.shared.shutdown.finishing_connections();
     tokio::pin!(finishing);
