@@ -71,7 +71,7 @@ async fn prepare_database(cfg: &ServerConfig, worlds: &WorldCache) -> Result<(),
         tracing::info!(applied = applied.len(), "migrations done");
     }
     match worlds.fill(&client).await {
-        Ok(n) => tracing::info!(rows = n, "world cache filled"),
+        Ok(n) => tracing::info!(rows = n, cached = worlds.len(), "world cache filled"),
         Err(e) => tracing::warn!(error = %e, "could not fill the world cache; it fills on demand"),
     }
     Ok(())
