@@ -281,10 +281,7 @@ fn finish(
     pending: Pending<'_>,
 ) -> Response<Body> {
     let Pending { started, id, template, route, _in_flight: in_flight } = pending;
-    stamp(&mut res);
-    if let Some(id) = id {
-        res.headers_mut().insert(REQUEST_ID, id);
-    }
+    stamp(&mut res, id);
     // Draining: every HTTP/1 answer closes its connection, so a busy client learns to go
     // elsewhere from the answer itself instead of from a close that could cross its next request.
     if app.shared.shutdown.is_finishing_connections() && version < Version::HTTP_2 {

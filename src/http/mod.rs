@@ -11,11 +11,15 @@ pub mod negotiate;
 pub mod query;
 pub mod request_id;
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, SERVER};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+
+use crate::http::request_id::REQUEST_ID;
 
 /// Longest field name an error answer repeats, in bytes; a longer one (an unknown key of a
 /// client's choosing) is cut at a character boundary and marked with `…`.
@@ -71,20 +75,72 @@ pub const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/prob
 /// `Connection: close`.
 pub const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
-/// A response with `status`, `Content-Type` and `body`. `Server` is added by the service for
-/// every response, errors included (see [`stamp`]); hyper adds `Date`.
+/// The headers [`response`] starts every response from: `Content-Type` (its value replaced),
+/// `Server`, and an empty `x-request-id` that [`stamp`] fills with the request's id (or removes
+/// with `--no-request-id`). Cloning a built map costs its two allocations and a copy of each
+/// entry; inserting into an empty map costs the same allocations and then hashing and probing
+/// for every name, about 200 instructions each (BENCHMARKS.md), so the names are inserted once,
+/// here. The id's slot is made here too: a clone has no room to spare, so inserting it later
+/// would reallocate the map's entries.
+static BASE_HEAD: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut head = HeaderMap::new();
+    head.insert(CONTENT_TYPE, TEXT_PLAIN);
+    head.insert(SERVER, SERVER_NAME);
+    head.insert(REQUEST_ID, HeaderValue::from_static(""));
+    head
+});
+
+/// A response with `status`, `Content-Type` and `body`, and `Server`; it goes out through
+/// [`stamp`], which fills its `x-request-id`. hyper adds `Date`.
 pub fn response(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<Body> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, content_type);
+    let mut head = BASE_HEAD.clone();
+    if let Some(value) = head.values_mut().next() {
+        *value = content_type;
+    }
+    // The map `Response::new` made is empty and owns no memory; its drop glue alone is about
+    // 60 instructions, so it is forgotten rather than dropped.
+    std::mem::forget(std::mem::replace(res.headers_mut(), head));
     res
 }
 
-/// Adds `Server` to a response. The other header TechEmpower requires on every response, `Date`,
-/// is written by hyper itself (HTTP/1 and HTTP/2) from its own once-a-second cache, straight
-/// into the output buffer, which is cheaper than carrying it in the header map.
-pub fn stamp(res: &mut Response<Body>) {
-    res.headers_mut().insert(SERVER, SERVER_NAME);
+/// Gives a response the headers every answer carries: `Server`, and `x-request-id` when `id`
+/// is given. The other header TechEmpower requires on every response, `Date`, is written by
+/// hyper itself (HTTP/1 and HTTP/2) from its own once-a-second cache, straight into the output
+/// buffer, which is cheaper than carrying it in the header map.
+///
+/// A response made by [`response`] has both names already, second and third: they are found
+/// by position (no hashing) and only the id is written. Any other response gets them inserted.
+pub fn stamp(res: &mut Response<Body>, id: Option<HeaderValue>) {
+    let headers = res.headers_mut();
+    let mut entries = headers.iter_mut();
+    let has_server = entries.nth(1).is_some_and(|(name, value)| name == SERVER && *value == SERVER_NAME);
+    let slot = entries.next().filter(|(name, _)| has_server && **name == REQUEST_ID).map(|(_, value)| value);
+    match (slot, id) {
+        (Some(slot), Some(id)) => *slot = id,
+        (Some(slot), None) => {
+            // Still empty: no id to send (a 5xx has put the id it was logged with there).
+            if slot.is_empty() {
+                headers.remove(REQUEST_ID);
+            }
+        }
+        (None, id) => {
+            if !has_server {
+                headers.insert(SERVER, SERVER_NAME);
+            }
+            match id {
+                Some(id) => {
+                    headers.insert(REQUEST_ID, id);
+                }
+                // A made response whose entries moved (one was removed): its slot may be elsewhere.
+                None if headers.get(REQUEST_ID).is_some_and(HeaderValue::is_empty) => {
+                    headers.remove(REQUEST_ID);
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 /// Serializes `value` with simd-json into a buffer of `capacity_hint` bytes.
@@ -97,4 +153,60 @@ pub fn to_json<T: Serialize>(value: &T, capacity_hint: usize) -> Result<Bytes, s
 /// A `200 application/json` response of `value`.
 pub fn json_response<T: Serialize>(value: &T, capacity_hint: usize) -> Result<Response<Body>, simd_json::Error> {
     Ok(response(StatusCode::OK, APPLICATION_JSON, to_json(value, capacity_hint)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(res: &Response<Body>) -> Vec<String> {
+        res.headers().iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect()
+    }
+
+    /// `response` and `stamp` give every answer its `Content-Type`, one `Server` and the
+    /// request id, in that order; without an id none is sent, not even an empty one.
+    #[test]
+    fn stamped_responses_carry_server_and_the_request_id_once() {
+        let id = || Some(HeaderValue::from_static("abc"));
+        let mut res = response(StatusCode::OK, APPLICATION_JSON, Bytes::from_static(b"{}"));
+        stamp(&mut res, id());
+        assert_eq!(names(&res), ["content-type: application/json", "server: bareapi", "x-request-id: abc"]);
+
+        let mut res = response(StatusCode::OK, TEXT_PLAIN, Bytes::new());
+        stamp(&mut res, None);
+        assert_eq!(names(&res), ["content-type: text/plain", "server: bareapi"]);
+
+        // A 5xx carries the id it was logged with, even without request ids.
+        let mut res = response(StatusCode::INTERNAL_SERVER_ERROR, TEXT_PLAIN, Bytes::new());
+        res.headers_mut().insert(REQUEST_ID, HeaderValue::from_static("logged"));
+        stamp(&mut res, None);
+        assert_eq!(names(&res), ["content-type: text/plain", "server: bareapi", "x-request-id: logged"]);
+    }
+
+    /// A response not made by `response` (or rearranged since) gets `Server` and the id inserted,
+    /// replacing any `Server` it had.
+    #[test]
+    fn other_responses_are_stamped_by_name() {
+        let mut bare = Response::new(Full::new(Bytes::new()));
+        bare.headers_mut().insert("x-a", HeaderValue::from_static("1"));
+        bare.headers_mut().insert(SERVER, HeaderValue::from_static("other"));
+        stamp(&mut bare, Some(HeaderValue::from_static("abc")));
+        assert_eq!(names(&bare), ["x-a: 1", "server: bareapi", "x-request-id: abc"]);
+
+        let mut moved = response(StatusCode::OK, TEXT_PLAIN, Bytes::new());
+        moved.headers_mut().remove(CONTENT_TYPE);
+        stamp(&mut moved, Some(HeaderValue::from_static("abc")));
+        assert_eq!(names(&moved).len(), 2);
+        assert_eq!(moved.headers()[SERVER], "bareapi");
+        assert_eq!(moved.headers()[REQUEST_ID], "abc");
+
+        let mut moved = response(StatusCode::OK, TEXT_PLAIN, Bytes::new());
+        moved.headers_mut().remove(CONTENT_TYPE);
+        stamp(&mut moved, None);
+        assert_eq!(names(&moved), ["server: bareapi"], "no empty id left behind");
+
+        let mut plain = Response::new(Full::new(Bytes::new()));
+        stamp(&mut plain, None);
+        assert_eq!(names(&plain), ["server: bareapi"]);
+    }
 }

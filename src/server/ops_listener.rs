@@ -67,6 +67,6 @@ fn answer<B>(shared: &Shared, req: &Request<B>) -> Response<Body> {
         }
         _ => AppError::NotFound("This listener serves /metrics and /healthz only.").into_response(LABEL, None),
     };
-    stamp(&mut res);
+    stamp(&mut res, None);
     res
 }
