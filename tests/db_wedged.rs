@@ -6,8 +6,9 @@
 //!
 //! The stall comes from a TCP proxy the test controls, between bareapi and PostgreSQL: told to,
 //! it stops forwarding on the connections it already carries while still accepting and
-//! forwarding new ones (or, in a second mode, forwards a new connection's start-up and then
-//! stops), and it never closes a stalled connection itself.
+//! forwarding new ones (or, in other modes, forwards a new connection's start-up, or its
+//! start-up and statement preparation, and then stops), and it never closes a stalled
+//! connection itself.
 
 mod common;
 
@@ -29,6 +30,9 @@ struct Link {
     /// Stalled on its own: set in [`Proxy::stall_new_after_startup`] mode once the server's
     /// first ReadyForQuery went through.
     stalled_after_startup: AtomicBool,
+    /// Stalled on its own: set in [`Proxy::stall_new_at_first_query`] mode when bareapi sends
+    /// its first query (Bind or Query) on it, which is not forwarded.
+    stalled_at_query: AtomicBool,
     /// bareapi closed its end.
     closed_by_client: AtomicBool,
 }
@@ -40,13 +44,19 @@ struct ProxyState {
     stall_below: AtomicU64,
     /// New connections forward their start-up, then stall.
     stall_new_after_startup: AtomicBool,
+    /// New connections forward their start-up and statement preparation, then stall.
+    stall_new_at_first_query: AtomicBool,
+    /// How long new connections wait before PostgreSQL's first answer reaches bareapi.
+    delay_new_ms: AtomicU64,
     stopping: AtomicBool,
     links: Mutex<Vec<Arc<Link>>>,
 }
 
 impl ProxyState {
     fn is_stalled(&self, link: &Link) -> bool {
-        link.id < self.stall_below.load(Ordering::SeqCst) || link.stalled_after_startup.load(Ordering::SeqCst)
+        link.id < self.stall_below.load(Ordering::SeqCst)
+            || link.stalled_after_startup.load(Ordering::SeqCst)
+            || link.stalled_at_query.load(Ordering::SeqCst)
     }
 }
 
@@ -69,6 +79,8 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             stall_below: AtomicU64::new(0),
             stall_new_after_startup: AtomicBool::new(false),
+            stall_new_at_first_query: AtomicBool::new(false),
+            delay_new_ms: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             links: Mutex::new(Vec::new()),
         });
@@ -82,11 +94,16 @@ impl Proxy {
                         let link = Arc::new(Link {
                             id: st.next_id.fetch_add(1, Ordering::SeqCst),
                             stalled_after_startup: AtomicBool::new(false),
+                            stalled_at_query: AtomicBool::new(false),
                             closed_by_client: AtomicBool::new(false),
                         });
                         st.links.lock().unwrap().push(Arc::clone(&link));
-                        let after_startup = st.stall_new_after_startup.load(Ordering::SeqCst);
-                        spawn_pumps(&st, link, client, server, after_startup);
+                        let mode = NewLink {
+                            after_startup: st.stall_new_after_startup.load(Ordering::SeqCst),
+                            at_first_query: st.stall_new_at_first_query.load(Ordering::SeqCst),
+                            delay: Duration::from_millis(st.delay_new_ms.load(Ordering::SeqCst)),
+                        };
+                        spawn_pumps(&st, link, client, server, mode);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
                     Err(e) => panic!("proxy accept: {e}"),
@@ -106,6 +123,22 @@ impl Proxy {
     /// the first statements they send are never answered.
     fn stall_new_after_startup(&self) {
         self.state.stall_new_after_startup.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, new connections get through start-up and the preparation of bareapi's
+    /// statements and then stall: their first query is never forwarded.
+    fn stall_new_at_first_query(&self) {
+        self.state.stall_new_at_first_query.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, new connections take `delay` longer to open.
+    fn delay_new(&self, delay: Duration) {
+        self.state.delay_new_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Connections stalled at their first query so far.
+    fn stalled_at_query(&self) -> usize {
+        self.state.links.lock().unwrap().iter().filter(|l| l.stalled_at_query.load(Ordering::SeqCst)).count()
     }
 
     /// Stalled connections bareapi has not closed yet.
@@ -138,32 +171,75 @@ impl Drop for Proxy {
     }
 }
 
-fn spawn_pumps(state: &Arc<ProxyState>, link: Arc<Link>, client: TcpStream, server: TcpStream, after_startup: bool) {
+/// The proxy's modes for a new connection, as they were when it was accepted.
+#[derive(Clone, Copy)]
+struct NewLink {
+    after_startup: bool,
+    at_first_query: bool,
+    delay: Duration,
+}
+
+fn spawn_pumps(state: &Arc<ProxyState>, link: Arc<Link>, client: TcpStream, server: TcpStream, mode: NewLink) {
     for s in [&client, &server] {
         s.set_read_timeout(Some(POLL)).unwrap();
         s.set_nodelay(true).unwrap();
     }
     let (st, l) = (Arc::clone(state), Arc::clone(&link));
     let (from, to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    std::thread::spawn(move || pump_up(&st, &l, from, to));
+    std::thread::spawn(move || pump_up(&st, &l, from, to, mode.at_first_query));
     let st = Arc::clone(state);
-    std::thread::spawn(move || pump_down(&st, &link, server, client, after_startup));
+    std::thread::spawn(move || {
+        std::thread::sleep(mode.delay);
+        pump_down(&st, &link, server, client, mode.after_startup)
+    });
 }
 
 /// bareapi → PostgreSQL. Reads even while stalled (and drops what it reads), so that bareapi
-/// closing its end is seen; then closes both ends.
-fn pump_up(state: &ProxyState, link: &Link, mut from: TcpStream, mut to: TcpStream) {
+/// closing its end is seen; then closes both ends. With `at_first_query`, forwards whole
+/// messages until the first Bind or Query, then stalls the link.
+fn pump_up(state: &ProxyState, link: &Link, mut from: TcpStream, mut to: TcpStream, at_first_query: bool) {
     let mut buf = [0u8; 16 * 1024];
-    while !state.stopping.load(Ordering::SeqCst) {
+    let mut pending = Vec::new();
+    // The start-up message has no type byte, only a length that counts itself.
+    let mut startup = true;
+    'pump: while !state.stopping.load(Ordering::SeqCst) {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
-        if !state.is_stalled(link) && to.write_all(&buf[..n]).is_err() {
-            break;
+        if !at_first_query {
+            if !state.is_stalled(link) && to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            continue;
         }
+        pending.extend_from_slice(&buf[..n]);
+        let mut sent = 0;
+        while !state.is_stalled(link) {
+            let (type_len, rest) = (usize::from(!startup), &pending[sent..]);
+            if rest.len() < type_len + 4 {
+                break;
+            }
+            let len = type_len + u32::from_be_bytes(rest[type_len..type_len + 4].try_into().unwrap()) as usize;
+            if rest.len() < len {
+                break;
+            }
+            if !startup && matches!(rest[0], b'B' | b'Q') {
+                link.stalled_at_query.store(true, Ordering::SeqCst);
+                break;
+            }
+            if to.write_all(&rest[..len]).is_err() {
+                break 'pump;
+            }
+            startup = false;
+            sent += len;
+        }
+        if state.is_stalled(link) {
+            sent = pending.len();
+        }
+        pending.drain(..sent);
     }
     link.closed_by_client.store(true, Ordering::SeqCst);
     let _ = from.shutdown(Shutdown::Both);
@@ -443,7 +519,8 @@ fn stalled_statement_preparation_fails_within_its_timeout() {
         "the stalled shared connection was not retired"
     );
 
-    // Now each request takes a new connection, whose preparation stalls.
+    // Now each request takes a connection from the pool, whose preparation stalls: one opened at
+    // start-up beside the shared one (stalled with it), or a new one.
     let mut conn = server.connect();
     for _ in 0..3 {
         let started = Instant::now();
@@ -471,4 +548,65 @@ fn stalled_statement_preparation_fails_within_its_timeout() {
         proxy.stalled()
     );
     assert!(proxy.stalled() >= 4, "the shared connection and 3 new ones stalled: {}", proxy.stalled());
+}
+/// Requests that find their shared slot empty at the same moment (here, just after its
+/// connection was retired, with new connections slow to open) each open a connection, but they
+/// all then use the one that filled the slot first, which the watcher probes: the others go back
+/// to the pool unused. Were each to use its own, all but one would be in no slot, so a stall on
+/// them would never be retired, and they would go back to the pool still wedged and open.
+#[test]
+fn requests_refilling_a_slot_at_once_share_the_connection_the_watcher_probes() {
+    let proxy = Proxy::start(upstream());
+    let server = Server::start_with_db(
+        &[
+            "--db-mode",
+            "shared",
+            "--workers",
+            "1",
+            "--shared-conns",
+            "1",
+            "--request-timeout-ms",
+            "3000",
+            "--pool-create-ms",
+            "2000",
+            "--pool-recycle-ms",
+            "300",
+        ],
+        &proxy.url_for(&common::database_url()),
+    );
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    // From now on new connections open half a second late and stall at their first query.
+    proxy.delay_new(Duration::from_millis(500));
+    proxy.stall_new_at_first_query();
+    proxy.stall_existing();
+
+    // Retire the shared connection: a request stuck on it keeps it busy.
+    let addr = server.addr;
+    let stuck = std::thread::spawn(move || common::Conn::new(addr).request("GET", "/db").status);
+    assert!(
+        eventually(Duration::from_secs(5), || retired_total(&server) >= 1),
+        "the stalled shared connection was not retired"
+    );
+
+    // Six requests find the slot empty at once. The first ones may take connections opened at
+    // start-up beside the shared one, idle in the pool and stalled (their preparation stalls);
+    // the others each open a new one, all ready at about the same time.
+    let refills: Vec<_> =
+        (0..6).map(|_| std::thread::spawn(move || common::Conn::new(addr).request("GET", "/db").status)).collect();
+    let statuses: Vec<u16> = refills.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 503), "every refill stalls: {statuses:?}");
+    assert!(
+        proxy.stalled_at_query() == 1,
+        "the requests queried {} of the new connections; only the one in the slot is probed",
+        proxy.stalled_at_query()
+    );
+    assert_eq!(retired_total(&server), 2, "the shared connection and its replacement were retired");
+
+    assert_eq!(stuck.join().unwrap(), 503);
+    assert!(
+        eventually(Duration::from_secs(3), || proxy.stalled_open() == 0),
+        "{} of {} stalled connections still open",
+        proxy.stalled_open(),
+        proxy.stalled()
+    );
 }

@@ -16,7 +16,9 @@
 //! after everything sent before it, does not come back within `--pool-recycle-ms` either. A
 //! retired connection takes no more requests, its slot is refilled from the pool by the next
 //! request, and once its last in-flight request lets go (at the latest at the request timeout)
-//! it is taken out of the pool for good and its socket closed.
+//! it is taken out of the pool for good and its socket closed. Every connection requests use is
+//! one the watcher sees: a slot is filled only while empty or closed, never over a connection
+//! still in use (see `install`).
 //!
 //! Every statement is prepared once per connection, when the connection is taken from the
 //! pool into a [`PreparedClient`]; requests never prepare. Preparing has its own timeout
@@ -164,6 +166,36 @@ fn close(object: Object) {
     drop(Object::take(object));
 }
 
+/// Puts `fresh` into `slot`, unless another checkout filled the slot while this one was
+/// preparing (at start-up `warm_up`, the session sweeper and the first requests all find it
+/// empty; after a retirement, every request that arrives during the refill): then `fresh` goes
+/// back to the pool and the connection already in the slot is used. Returns the connection to
+/// use. Never replaces an open connection: one replaced while requests use it would be in no
+/// slot, so `watch` would never probe, retire or close it, and a wedged one would hang its
+/// requests until their timeout and then go back to the pool still wedged.
+fn install(slot: &ArcSwapOption<PreparedClient>, fresh: PreparedClient) -> Arc<PreparedClient> {
+    let fresh = Arc::new(fresh);
+    let mut seen = slot.load_full();
+    loop {
+        if let Some(current) = &seen
+            && !current.client().is_closed()
+        {
+            return Arc::clone(current);
+        }
+        // Empty or closed: replace exactly what was seen, or look again.
+        let before = slot.compare_and_swap(&seen, Some(Arc::clone(&fresh)));
+        let replaced = match (&*before, &seen) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if replaced {
+            return fresh;
+        }
+        seen = (*before).clone();
+    }
+}
+
 /// Parses a `DATABASE_URL` into the tokio-postgres configuration, with the connect timeout set
 /// (tokio-postgres has none by default, so an unreachable host would hang a connect).
 pub fn pg_config(cfg: &DbConfig) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
@@ -253,9 +285,8 @@ impl Db {
         // recycle check discards it.
         // Boxed: preparing every statement at once is a future of about 17 KiB, and unboxed it
         // would be part of every database handler's future, moved with each request.
-        let fresh = Arc::new(Box::pin(self.checkout()).await?);
-        slot.store(Some(Arc::clone(&fresh)));
-        Ok(Lease::Shared(fresh))
+        let fresh = Box::pin(self.checkout()).await?;
+        Ok(Lease::Shared(install(slot, fresh)))
     }
 
     /// Opens the shared connections ahead of the first request, then watches them until the
@@ -264,7 +295,7 @@ impl Db {
     pub async fn warm_up(&self) {
         for slot in self.shared.iter() {
             match self.checkout().await {
-                Ok(c) => slot.store(Some(Arc::new(c))),
+                Ok(c) => drop(install(slot, c)),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not open a shared database connection yet");
                     break;
