@@ -124,6 +124,7 @@ impl App {
             return;
         }
         let every = self.users.session_sweep_interval;
-        tokio::spawn(session_sweeper::run(Arc::clone(&self.db), every, self.shared.shutdown.subscribe()));
+        let db = Arc::clone(&self.db);
+        tokio::spawn(session_sweeper::run(db, every, self.ops.request_timeout, self.shared.shutdown.subscribe()));
     }
 }

@@ -17,10 +17,13 @@ use crate::shutdown::{Phase, reached};
 /// `shared` mode one that requests pipeline on), so a batch is kept to a few milliseconds.
 pub const BATCH: i64 = 500;
 
-/// Sweeps now and then every `every`, until shutdown begins.
-pub async fn run(db: Arc<Db>, every: Duration, mut shutdown: watch::Receiver<Phase>) {
+/// Sweeps now and then every `every`, until shutdown begins. Each batch may take up to
+/// `batch_timeout` (the request timeout), like a request: a batch stuck on a wedged shared
+/// connection would otherwise hold it forever, so the pool could never close it once retired,
+/// and no sweep would run again.
+pub async fn run(db: Arc<Db>, every: Duration, batch_timeout: Duration, mut shutdown: watch::Receiver<Phase>) {
     loop {
-        match sweep(&db, &shutdown).await {
+        match sweep(&db, batch_timeout, &shutdown).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired and revoked sessions"),
             Err(e) => tracing::warn!(error = %e, "could not delete expired and revoked sessions; retrying later"),
@@ -34,10 +37,13 @@ pub async fn run(db: Arc<Db>, every: Duration, mut shutdown: watch::Receiver<Pha
 
 /// Deletes dead sessions batch by batch until one comes back short or shutdown begins; how many
 /// it deleted.
-async fn sweep(db: &Db, shutdown: &watch::Receiver<Phase>) -> Result<u64, DbError> {
+async fn sweep(db: &Db, batch_timeout: Duration, shutdown: &watch::Receiver<Phase>) -> Result<u64, DbError> {
     let mut deleted = 0;
     loop {
-        let n = sessions::delete_dead_sessions(&*db.lease().await?, BATCH).await?;
+        let batch = async { sessions::delete_dead_sessions(&*db.lease().await?, BATCH).await };
+        let n = tokio::time::timeout(batch_timeout, batch)
+            .await
+            .map_err(|_| DbError::Stalled { what: "deleting dead sessions", after: batch_timeout })??;
         deleted += n;
         if n < BATCH as u64 || *shutdown.borrow() >= Phase::Closing {
             return Ok(deleted);

@@ -549,6 +549,57 @@ fn stalled_statement_preparation_fails_within_its_timeout() {
     );
     assert!(proxy.stalled() >= 4, "the shared connection and 3 new ones stalled: {}", proxy.stalled());
 }
+/// The session sweeper's statements end at the request timeout, as requests' do: a sweep caught
+/// on a stalled shared connection makes it busy, so it is retired, and lets go of it at the
+/// request timeout, so it is closed instead of held open for good (and the sweeper carries on).
+#[test]
+fn a_sweep_stuck_on_a_stalled_connection_lets_go_of_it_at_the_request_timeout() {
+    let proxy = Proxy::start(upstream());
+    let server = Server::start_with_db(
+        &[
+            "--db-mode",
+            "shared",
+            "--workers",
+            "1",
+            "--shared-conns",
+            "1",
+            "--request-timeout-ms",
+            "1500",
+            "--pool-create-ms",
+            "1000",
+            "--pool-recycle-ms",
+            "300",
+            "--session-sweep-interval-secs",
+            "1",
+        ],
+        &proxy.url_for(&common::database_url()),
+    );
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    proxy.stall_existing();
+
+    // No request of ours: the sweeper's next sweep, within a second, is what keeps the stalled
+    // shared connection busy.
+    assert!(
+        eventually(Duration::from_secs(5), || retired_total(&server) >= 1),
+        "the shared connection the sweeper is stuck on was not retired"
+    );
+    // Connections opened at start-up beside the shared one wait in the pool, stalled too: each
+    // request takes one (its preparation stalls: 503) until a new connection answers.
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never recovered");
+    assert!(
+        eventually(Duration::from_secs(5), || proxy.stalled_open() == 0),
+        "{} of {} stalled connections still open",
+        proxy.stalled_open(),
+        proxy.stalled()
+    );
+    let logs = server.drain_logs().join("\n");
+    assert!(
+        logs.contains("could not delete expired and revoked sessions")
+            && logs.contains("stalled: deleting dead sessions got no answer within 1.5s"),
+        "the sweep's timeout: {logs}"
+    );
+}
+
 /// Requests that find their shared slot empty at the same moment (here, just after its
 /// connection was retired, with new connections slow to open) each open a connection, but they
 /// all then use the one that filled the slot first, which the watcher probes: the others go back
