@@ -15,7 +15,15 @@ fn health_and_readiness_answer_200() {
     assert_eq!(res.status, 200);
     res.assert_standard_headers();
     assert_eq!(res.json()["status"], "ok");
-    let res = server.get("/readyz");
+    // Ready once the database answers: right after start that can take a moment (the check
+    // waits at most 1 s, and a loaded machine may still be opening the first connection), so
+    // the test waits for it, as a load balancer's probe would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut res = server.get("/readyz");
+    while res.status == 503 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        res = server.get("/readyz");
+    }
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["status"], "ready");
 }
