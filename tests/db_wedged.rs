@@ -290,6 +290,18 @@ fn pump_down(state: &ProxyState, link: &Link, mut from: TcpStream, mut to: TcpSt
     let _ = from.shutdown(Shutdown::Both);
 }
 
+/// A one-worker server with one shared connection, through `proxy`, probing every 300 ms,
+/// with the request timeout and `--pool-create-ms` given (and `extra` flags), once `/db` answers.
+fn one_shared_connection(proxy: &Proxy, request_timeout_ms: u32, pool_create_ms: u32, extra: &[&str]) -> Server {
+    let (timeout, create) = (request_timeout_ms.to_string(), pool_create_ms.to_string());
+    let mut args = vec!["--db-mode", "shared", "--workers", "1", "--shared-conns", "1"];
+    args.extend(["--request-timeout-ms", &timeout, "--pool-create-ms", &create, "--pool-recycle-ms", "300"]);
+    args.extend_from_slice(extra);
+    let server = Server::start_with_db(&args, &proxy.url_for(&common::database_url()));
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    server
+}
+
 fn upstream() -> SocketAddr {
     let url = common::database_url();
     let rest = url.split_once("://").expect("a postgres:// URL").1;
@@ -485,24 +497,7 @@ fn stalled_shared_connections_are_retired_and_traffic_recovers() {
 #[test]
 fn stalled_statement_preparation_fails_within_its_timeout() {
     let proxy = Proxy::start(upstream());
-    let server = Server::start_with_db(
-        &[
-            "--db-mode",
-            "shared",
-            "--workers",
-            "1",
-            "--shared-conns",
-            "1",
-            "--request-timeout-ms",
-            "6000",
-            "--pool-create-ms",
-            "500",
-            "--pool-recycle-ms",
-            "300",
-        ],
-        &proxy.url_for(&common::database_url()),
-    );
-    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    let server = one_shared_connection(&proxy, 6000, 500, &[]);
     proxy.stall_new_after_startup();
     proxy.stall_existing();
 
@@ -555,26 +550,7 @@ fn stalled_statement_preparation_fails_within_its_timeout() {
 #[test]
 fn a_sweep_stuck_on_a_stalled_connection_lets_go_of_it_at_the_request_timeout() {
     let proxy = Proxy::start(upstream());
-    let server = Server::start_with_db(
-        &[
-            "--db-mode",
-            "shared",
-            "--workers",
-            "1",
-            "--shared-conns",
-            "1",
-            "--request-timeout-ms",
-            "1500",
-            "--pool-create-ms",
-            "1000",
-            "--pool-recycle-ms",
-            "300",
-            "--session-sweep-interval-secs",
-            "1",
-        ],
-        &proxy.url_for(&common::database_url()),
-    );
-    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    let server = one_shared_connection(&proxy, 1500, 1000, &["--session-sweep-interval-secs", "1"]);
     proxy.stall_existing();
 
     // No request of ours: the sweeper's next sweep, within a second, is what keeps the stalled
@@ -608,24 +584,7 @@ fn a_sweep_stuck_on_a_stalled_connection_lets_go_of_it_at_the_request_timeout() 
 #[test]
 fn requests_refilling_a_slot_at_once_share_the_connection_the_watcher_probes() {
     let proxy = Proxy::start(upstream());
-    let server = Server::start_with_db(
-        &[
-            "--db-mode",
-            "shared",
-            "--workers",
-            "1",
-            "--shared-conns",
-            "1",
-            "--request-timeout-ms",
-            "3000",
-            "--pool-create-ms",
-            "2000",
-            "--pool-recycle-ms",
-            "300",
-        ],
-        &proxy.url_for(&common::database_url()),
-    );
-    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered 200");
+    let server = one_shared_connection(&proxy, 3000, 2000, &[]);
     // From now on new connections open half a second late and stall at their first query.
     proxy.delay_new(Duration::from_millis(500));
     proxy.stall_new_at_first_query();

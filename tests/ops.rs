@@ -137,15 +137,7 @@ fn server_errors_log_the_request_id_they_answer_with() {
     let generated = conn.request("GET", "/__test/panic");
     assert_eq!(generated.status, 500);
     let generated = generated.header("x-request-id").unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut lines = Vec::new();
-    while lines.len() < 2 && Instant::now() < deadline {
-        if let Ok(line) = server.logs.recv_timeout(Duration::from_millis(100))
-            && line.contains("internal error")
-        {
-            lines.push(line);
-        }
-    }
+    let lines: Vec<String> = (0..2).filter_map(|_| server.wait_log("internal error", Duration::from_secs(5))).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].contains("trace-5xx-7"), "{}", lines[0]);
     assert!(lines[1].contains(&generated), "{} should name {generated}", lines[1]);
@@ -160,15 +152,8 @@ fn access_log_has_one_line_per_request() {
     let mut conn = server.connect();
     conn.send("GET", "/plaintext", &[("X-Request-Id", "access-log-test-1")], None);
     conn.send("GET", "/api/users/77", &[("X-Request-Id", "access-log-test-2")], None);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut lines = Vec::new();
-    while lines.len() < 2 && Instant::now() < deadline {
-        if let Ok(line) = server.logs.recv_timeout(Duration::from_millis(100))
-            && line.contains("access-log-test-")
-        {
-            lines.push(line);
-        }
-    }
+    let lines: Vec<String> =
+        (0..2).filter_map(|_| server.wait_log("access-log-test-", Duration::from_secs(5))).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     for (line, route, status) in
         [(&lines[0], "route=\"/plaintext\"", "status=200"), (&lines[1], "route=\"/api/users/{id}\"", "status=401")]
