@@ -48,15 +48,26 @@ stop_server() {
   server_pid=
 }
 
+# cpu_ticks: the server's utime+stime so far (clock ticks, getconf CLK_TCK a second).
+cpu_ticks() { awk '{print $14+$15}' "/proc/$server_pid/stat"; }
+
+# make_cert DIR: a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, valid for
+# two days, as DIR/cert.pem and DIR/key.pem.
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
 # measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS (with
 # DEPTH=N, N requests pipelined per connection); sets rps, p99, cpu_us (the server's
 # utime+stime over the run per request) and hwm_kib (its peak RSS).
 measure() {
   local url=$1 seconds=$2 c0 c1 n out pipeline=()
   if [ "${DEPTH:-1}" -gt 1 ]; then pipeline=(-s loadtest/wrk/pipeline.lua); fi
-  c0=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
+  c0=$(cpu_ticks)
   out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "${pipeline[@]}" "$url" -- "${DEPTH:-1}")
-  c1=$(awk '{print $14+$15}' "/proc/$server_pid/stat")
+  c1=$(cpu_ticks)
   hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

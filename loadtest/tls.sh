@@ -28,7 +28,7 @@
 #                   with `--features aws-lc` (the aws-lc-rs provider), e.g.
 #                   cargo build --release --features aws-lc --target-dir target/awslc
 #                   AWSLC_BIN=target/awslc/release/bareapi loadtest/tls.sh 5 10
-# The certificate is made here (openssl req -x509, ECDSA P-256, for localhost and 127.0.0.1).
+# The certificate is made here (make_cert in common.sh: ECDSA P-256, localhost and 127.0.0.1).
 # Without DATABASE_URL a throwaway PostgreSQL is started and removed (loadtest/common.sh); the
 # first server of round 1 is bareapi, which makes its tables. wrk and h2load are installed
 # with apt-get when missing. Only 127.0.0.1 is targeted; every run is bounded.
@@ -52,9 +52,7 @@ need openssl openssl
 source loadtest/common.sh
 work=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-tls-load.XXXXXX")
 trap 'cleanup; rm -rf "$work"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert "$work"
 tls_flags="--tls-cert $work/cert.pem --tls-key $work/key.pem"
 
 bin_dir=${BIN_DIR:-target/release}
@@ -79,7 +77,6 @@ for spec in "${specs[@]}"; do
   [ -x "$bin" ] || { echo "missing $bin: build it first (see the top of $0)" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$server_pid/stat"; }
 
 # measure_h2 URL SECONDS: h2load from core ${LOAD_CORE:-1}; sets rps and cpu_us.
 measure_h2() {

@@ -13,15 +13,15 @@
 #   RATE=20000 FLOODERS=4 loadtest/tls_flood.sh 3 5 # defaults: RATE=10000, FLOODERS=2
 #
 # Without DATABASE_URL a throwaway PostgreSQL is started and removed (loadtest/common.sh).
-# Needs target/release/bareapi, oha (`cargo install oha --locked`) and openssl. Only 127.0.0.1
-# is targeted; every run is bounded.
+# Needs target/release/bareapi, oha (`cargo install oha --locked`), openssl and curl. Only
+# 127.0.0.1 is targeted; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 rounds=$1 duration=$2
 rate=${RATE:-10000} flooders=${FLOODERS:-2} load_core=${LOAD_CORE:-1}
 command -v oha >/dev/null 2>&1 || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
-command -v openssl >/dev/null 2>&1 || { echo "openssl not found" >&2; exit 1; }
+for tool in openssl curl; do command -v "$tool" >/dev/null 2>&1 || { echo "$tool not found" >&2; exit 1; }; done
 
 source loadtest/common.sh
 work=$(mktemp -d "${TMPDIR:-/tmp}/bareapi-tls-flood.XXXXXX")
@@ -32,15 +32,12 @@ stop_flood() {
   flood_pids=()
 }
 trap 'stop_flood; cleanup; rm -rf "$work"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert "$work"
 
 # Full handshakes the server has completed (every protocol; all are full here).
 handshakes() {
   curl -sk "https://$addr/metrics" | awk '/^bareapi_tls_handshakes_total\{.*kind="full"/ {n += $2} END {print n + 0}'
 }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$server_pid/stat"; }
 
 # run KIND: one oha run (KIND quiet or flood), its line appended to $work/results.
 run() {

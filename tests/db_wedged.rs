@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, eventually};
 
 /// How often the proxy's threads look at their flags while blocked.
 const POLL: Duration = Duration::from_millis(20);
@@ -410,18 +410,6 @@ fn retired_total(server: &Server) -> u64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// Polls `done` every 50 ms for up to `limit`; whether it came true.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 /// Every shared connection stalls at once under steady `/db` load: the stalled ones are retired
 /// (the pool's default probe and create timeouts), /db answers 200 again for nearly every
 /// request within a few seconds and stays so, and the stalled sockets are closed once the
@@ -544,6 +532,7 @@ fn stalled_statement_preparation_fails_within_its_timeout() {
     );
     assert!(proxy.stalled() >= 4, "the shared connection and 3 new ones stalled: {}", proxy.stalled());
 }
+
 /// The session sweeper's statements end at the request timeout, as requests' do: a sweep caught
 /// on a stalled shared connection makes it busy, so it is retired, and lets go of it at the
 /// request timeout, so it is closed instead of held open for good (and the sweeper carries on).

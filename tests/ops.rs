@@ -18,12 +18,9 @@ fn health_and_readiness_answer_200() {
     // Ready once the database answers: right after start that can take a moment (the check
     // waits at most 1 s, and a loaded machine may still be opening the first connection), so
     // the test waits for it, as a load balancer's probe would.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut res = server.get("/readyz");
-    while res.status == 503 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        res = server.get("/readyz");
-    }
+    let ready = common::eventually(Duration::from_secs(10), || server.get("/readyz").status == 200);
+    let res = server.get("/readyz");
+    assert!(ready, "/readyz never answered 200; last: {} {}", res.status, res.text());
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["status"], "ready");
 }

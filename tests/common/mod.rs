@@ -8,6 +8,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Polls `done` every 50 ms for up to `limit`; whether it came true.
+pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
 /// The database the tests run against (set by `scripts/test.sh`).
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
