@@ -11,4 +11,5 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL=$(scripts/pg.sh start .pgdata "${BAREAPI_PG_PORT:-55432}")
   export DATABASE_URL
 fi
-exec target/release/bareapi serve "$@"
+# Where cargo just built it (CARGO_TARGET_DIR moves it).
+exec "${CARGO_TARGET_DIR:-target}/release/bareapi" serve "$@"
