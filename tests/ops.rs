@@ -239,11 +239,12 @@ fn abandoned_requests_leave_the_in_flight_gauge() {
 }
 
 /// Pipelined row reads go out in rounds bounded by the statement budget: many concurrent
-/// /queries?queries=500 (more than the budget lets out at once) all get their 500 rows, and
-/// once they are answered or abandoned the budget's gauge is back at zero.
+/// /queries?queries=500 on one worker (3 000 statements, more than its budget lets out at
+/// once) all get their 500 rows, and once they are answered or abandoned the budget's gauge is
+/// back at zero.
 #[test]
 fn the_statement_budget_serves_every_row_and_comes_back_whole() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--workers", "1"]);
     let in_flight = || -> f64 {
         samples(server.get("/metrics").text())
             .iter()

@@ -1,21 +1,20 @@
 //! How many statements a `Db` keeps in flight on its connections at once.
 //!
 //! Requests that read many rows (`/queries`, `/updates`) send their statements pipelined. Deep
-//! pipelines batch the traffic with PostgreSQL (fewer system calls per statement on both
-//! sides), but every statement in flight holds about 1.4 KiB: tokio-postgres's statement future
-//! (1 160 bytes with `query_one`, most of it the never-used "prepare first" branch of its
-//! `ToStatement`; `query_prepared_raw` of the patched copy leaves that branch out) and its
-//! response channel. Left unbounded, 64 requests of 20 statements put 1 280 in flight. A
-//! [`StatementBudget`] caps the total: a quiet worker still sends a request's statements all
-//! at once, and a request under load still sends ten at a time, so no request waits on another's.
+//! pipelines batch the traffic with PostgreSQL (fewer round trips and system calls per
+//! statement on both sides), but every statement in flight holds memory: its tokio-postgres
+//! future and response channel. Left unbounded, 1 000 requests of 20 statements would put
+//! 20 000 in flight. A [`StatementBudget`] caps the total: at the benchmark's 64 clients every
+//! request still sends its 20 statements at once, and past the cap a request sends ten at a
+//! time, so no request waits on another's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The budget's limit per connection: a request takes what is left under it, and a batch of
 /// `world::BATCH` even when nothing is (so the total may pass it under load). Chosen against
-/// fixed batches and other limits by peak RSS, throughput and a quiet worker's latency
-/// (BENCHMARKS.md, "Behind the defaults").
-pub const STATEMENTS_PER_CONNECTION: usize = 64;
+/// a tighter limit by throughput, CPU per request and peak RSS (BENCHMARKS.md, "Behind the
+/// defaults").
+pub const STATEMENTS_PER_CONNECTION: usize = 512;
 
 /// A shared count of statements in flight, against a limit.
 #[derive(Debug)]
