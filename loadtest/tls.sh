@@ -77,7 +77,6 @@ for spec in "${specs[@]}"; do
   [ -x "$bin" ] || { echo "missing $bin: build it first (see the top of $0)" >&2; exit 1; }
 done
 
-
 # measure_h2 URL SECONDS: h2load from core ${LOAD_CORE:-1}; sets rps and cpu_us.
 measure_h2() {
   local url=$1 seconds=$2 c0 c1 out n

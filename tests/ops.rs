@@ -275,10 +275,7 @@ fn the_statement_budget_serves_every_row_and_comes_back_whole() {
             });
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while in_flight() != 0.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::eventually(Duration::from_secs(5), || in_flight() == 0.0);
     assert_eq!(in_flight(), 0.0, "every permit is given back");
 }
 
