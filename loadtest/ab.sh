@@ -15,6 +15,7 @@
 #   loadtest/ab.sh 3 5 "bareapi|$B|/db" "axum|$A|/db"
 #   loadtest/ab.sh 5 5 "bareapi|$B|/queries?queries=20" "hyper-bare|$H|/queries?queries=20"
 #   DEPTH=16 loadtest/ab.sh 3 5 "bareapi|$B|/plaintext" "actix|$X|/plaintext"   # pipelined
+#   HEADER="Authorization: Bearer $TOKEN" loadtest/ab.sh 3 4 "bareapi|$B|/api/users?ids=1,2" "actix|$X|/api/users?ids=1,2"
 #   loadtest/ab.sh 2 4 "s3|$B --shared-conns 3|/fortunes" "s4|$B|/fortunes"
 #
 # Commands must print `listening addr=IP:PORT` (bareapi and the reference servers do). Without
@@ -24,7 +25,7 @@
 # Only 127.0.0.1 is targeted; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,24p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,25p' "$0" >&2; exit 2; }
 command -v wrk >/dev/null 2>&1 || { echo "wrk not found: loadtest/run.py or wrk-routes.sh installs it" >&2; exit 1; }
 source loadtest/common.sh
 rounds=$1 duration=$2
@@ -41,7 +42,7 @@ for round in $(seq 1 "$rounds"); do
     cmd=${rest%%|*} route=${rest#*|}
     # shellcheck disable=SC2086 # the command is a word list on purpose
     start_command 0 "$log" $cmd
-    taskset -c 1 wrk -t1 -c64 -d2s "http://$addr$route" >/dev/null
+    taskset -c 1 wrk -t1 -c64 -d2s ${HEADER:+-H "$HEADER"} "http://$addr$route" >/dev/null
     measure "http://$addr$route" "$duration"
     echo "round $round  $label  $route  req/s $rps  p99 $p99  CPU $cpu_us us/req  peak RSS $hwm_kib KiB"
     printf '%s\t%s\t%s\t%s\n' "$round" "$label" "$rps" "$cpu_us" >>"$results"

@@ -60,13 +60,15 @@ make_cert() {
 }
 
 # measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS (with
-# DEPTH=N, N requests pipelined per connection); sets rps, p99, cpu_us (the server's
+# DEPTH=N, N requests pipelined per connection; with HEADER="Name: value", that header on every
+# request, e.g. a bearer token for the users API); sets rps, p99, cpu_us (the server's
 # utime+stime over the run per request) and hwm_kib (its peak RSS).
 measure() {
-  local url=$1 seconds=$2 c0 c1 n out pipeline=()
+  local url=$1 seconds=$2 c0 c1 n out pipeline=() header=()
   if [ "${DEPTH:-1}" -gt 1 ]; then pipeline=(-s loadtest/wrk/pipeline.lua); fi
+  if [ -n "${HEADER:-}" ]; then header=(-H "$HEADER"); fi
   c0=$(cpu_ticks)
-  out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "${pipeline[@]}" "$url" -- "${DEPTH:-1}")
+  out=$(taskset -c "${LOAD_CORE:-1}" wrk -t1 -c64 -d"${seconds}s" --latency "${header[@]}" "${pipeline[@]}" "$url" -- "${DEPTH:-1}")
   c1=$(cpu_ticks)
   hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   n=$(echo "$out" | awk '/requests in/ {print $1}')

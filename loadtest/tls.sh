@@ -28,13 +28,17 @@
 #                   with `--features aws-lc` (the aws-lc-rs provider), e.g.
 #                   cargo build --release --features aws-lc --target-dir target/awslc
 #                   AWSLC_BIN=target/awslc/release/bareapi loadtest/tls.sh 5 10
+#   EXTRA           "label|https|command" of your own, e.g. a bareapi built from a branch:
+#                   EXTRA="variant|https|/tmp/v/bareapi serve --listen 127.0.0.1:0 --workers 1 TLS"
+#                   (the word TLS is replaced with the --tls-cert/--tls-key flags)
+#   HANDSHAKES_ONLY=1 skips the routes: only the s_time handshake tests run
 # The certificate is made here (make_cert in common.sh: ECDSA P-256, localhost and 127.0.0.1).
 # Without DATABASE_URL a throwaway PostgreSQL is started and removed (loadtest/common.sh); the
 # first server of round 1 is bareapi, which makes its tables. wrk and h2load are installed
 # with apt-get when missing. Only 127.0.0.1 is targeted; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { sed -n '2,34p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,38p' "$0" >&2; exit 2; }
 rounds=$1 duration=$2
 routes=(${ROUTES:-/plaintext /json /db})
 warmup=${WARMUP:-2}
@@ -64,6 +68,10 @@ specs=("bareapi-tls|https|$B $tls_flags" "bareapi-clear|http|$B --http2"
 if [ -n "${AWSLC_BIN:-}" ]; then
   specs+=("bareapi-awslc|https|$AWSLC_BIN serve --listen 127.0.0.1:0 --workers 1 $tls_flags")
 fi
+if [ -n "${EXTRA:-}" ]; then
+  specs+=("${EXTRA/ TLS/ $tls_flags}")
+fi
+if [ "${HANDSHAKES_ONLY:-0}" = 1 ]; then routes=(); fi
 if [ -n "${SERVERS:-}" ]; then
   kept=()
   for spec in "${specs[@]}"; do
