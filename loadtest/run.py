@@ -505,9 +505,10 @@ def check_problem(addr, path, headers, status, want_www=None):
 
 
 def check_user(u, want_id, owner):
+    """A user as bareapi shows it: the email to its owner alone (a reference that sent every
+    user's email would answer more bytes than bareapi, and the comparison would not be fair)."""
     keys = ["id", "email", "name", "created_at", "updated_at"] if owner else ["id", "name", "created_at", "updated_at"]
-    got = [k for k in u if owner or k != "email"]
-    expect(got == keys, f"user keys {list(u)}, want {keys}")
+    expect(list(u) == keys, f"user keys {list(u)}, want {keys}")
     expect(u["id"] == want_id, f"user id {u['id']}, want {want_id}")
     expect(isinstance(u["name"], str) and u["name"].startswith("Load Test User Number "), f"user name {u['name']!r}")
     expect(all(RFC3339_UTC.fullmatch(u[k]) for k in ("created_at", "updated_at")), f"user timestamps {u}")

@@ -74,7 +74,7 @@ type Fortune struct {
 
 type User struct {
 	ID        int64  `json:"id"`
-	Email     string `json:"email"`
+	Email     string `json:"email,omitempty"` // the reader's own only, as bareapi
 	Name      string `json:"name"`
 	CreatedAt string `json:"created_at"`
 	UpdatedAt string `json:"updated_at"`
@@ -466,8 +466,8 @@ func bearerTokenHash(r *http.Request) ([]byte, *problemError) {
 }
 
 // signedIn checks the bearer token against the live sessions and runs `work` on the same
-// connection.
-func (a *app) signedIn(w http.ResponseWriter, r *http.Request, work func(*pgxpool.Conn) error) bool {
+// connection, with the signed-in user's id.
+func (a *app) signedIn(w http.ResponseWriter, r *http.Request, work func(*pgxpool.Conn, int64) error) bool {
 	hash, perr := bearerTokenHash(r)
 	if perr != nil {
 		writeProblem(w, perr)
@@ -488,16 +488,20 @@ func (a *app) signedIn(w http.ResponseWriter, r *http.Request, work func(*pgxpoo
 		}
 		return false
 	}
-	if err := work(conn); err != nil {
+	if err := work(conn, userID); err != nil {
 		dbError(w, err)
 		return false
 	}
 	return true
 }
 
-func scanUser(row pgx.Row) (User, error) {
+// scanUser reads a row of userColumns as `reader` may see it: the email to its owner alone.
+func scanUser(row pgx.Row, reader int64) (User, error) {
 	var u User
 	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.CreatedAt, &u.UpdatedAt)
+	if u.ID != reader {
+		u.Email = ""
+	}
 	return u, err
 }
 
@@ -510,9 +514,9 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	}
 	var user User
 	found := true
-	if !a.signedIn(w, r, func(conn *pgxpool.Conn) error {
+	if !a.signedIn(w, r, func(conn *pgxpool.Conn, reader int64) error {
 		var err error
-		user, err = scanUser(conn.QueryRow(r.Context(), selectUser, id))
+		user, err = scanUser(conn.QueryRow(r.Context(), selectUser, id), reader)
 		if errors.Is(err, pgx.ErrNoRows) {
 			found = false
 			return nil
@@ -541,14 +545,14 @@ func (a *app) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	found := make(map[int64]User, len(ids))
-	if !a.signedIn(w, r, func(conn *pgxpool.Conn) error {
+	if !a.signedIn(w, r, func(conn *pgxpool.Conn, reader int64) error {
 		rows, err := conn.Query(r.Context(), selectUsers, ids)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			u, err := scanUser(rows)
+			u, err := scanUser(rows, reader)
 			if err != nil {
 				return err
 			}

@@ -191,8 +191,10 @@ function sendRevalidatable(request, reply, body) {
   return reply.send(body);
 }
 
-// A row of USER_COLUMNS, read as an array (the two to_char columns share one name).
-function userJson(row) {
+// A row of USER_COLUMNS, read as an array (the two to_char columns share one name), as
+// `reader` (the signed-in user's id) may see it: the email to its owner alone, as bareapi.
+function userJson(row, reader) {
+  if (String(row[0]) !== String(reader)) return { id: row[0], name: row[2], created_at: row[3], updated_at: row[4] };
   return { id: row[0], email: row[1], name: row[2], created_at: row[3], updated_at: row[4] };
 }
 
@@ -334,14 +336,14 @@ async function runWorker() {
   });
 
   // The users-API reads, behind a bearer session token, as bareapi answers them: any signed-in
-  // user may read any user.
+  // user may read any user, the email only their own. `work` gets the client and the reader's id.
   async function signedIn(request, work) {
     const hash = bearerTokenHash(request.headers.authorization);
     const client = await pool.connect();
     try {
       const session = await client.query({ name: 'session-user', text: SELECT_SESSION_USER, values: [hash] });
       if (session.rows.length === 0) throw invalidToken();
-      return await work(client);
+      return await work(client, session.rows[0].user_id);
     } finally {
       client.release();
     }
@@ -350,17 +352,17 @@ async function runWorker() {
   app.get('/api/users/:id', async (request, reply) => {
     const id = positiveId(request.params.id);
     if (id === null) throw invalidField('id', 'must be a positive integer');
-    const { rows } = await signedIn(request, (client) => client.query({ name: 'user', text: SELECT_USER, values: [id], rowMode: 'array' }));
+    const [reader, { rows }] = await signedIn(request, async (client, reader) => [reader, await client.query({ name: 'user', text: SELECT_USER, values: [id], rowMode: 'array' })]);
     if (rows.length === 0) throw new HttpError(404, 'No user has this id.');
-    return sendRevalidatable(request, reply, JSON.stringify(userJson(rows[0])));
+    return sendRevalidatable(request, reply, JSON.stringify(userJson(rows[0], reader)));
   });
 
   // The users in the order asked, unknown ids skipped.
   app.get('/api/users', async (request, reply) => {
     const ids = parseIds(typeof request.query.ids === 'string' ? request.query.ids : '');
-    const { rows } = await signedIn(request, (client) => client.query({ name: 'users', text: SELECT_USERS, values: [ids], rowMode: 'array' }));
+    const [reader, { rows }] = await signedIn(request, async (client, reader) => [reader, await client.query({ name: 'users', text: SELECT_USERS, values: [ids], rowMode: 'array' })]);
     const byId = new Map(rows.map((r) => [String(r[0]), r]));
-    const items = ids.filter((id) => byId.has(id)).map((id) => userJson(byId.get(id)));
+    const items = ids.filter((id) => byId.has(id)).map((id) => userJson(byId.get(id), reader));
     return sendRevalidatable(request, reply, JSON.stringify({ items }));
   });
 

@@ -88,7 +88,9 @@ struct Message {
 #[derive(Debug, Serialize)]
 struct User {
     id: i64,
-    email: String,
+    /// The reader's own only, as bareapi: see [`User::seen_by`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
     name: String,
     created_at: String,
     updated_at: String,
@@ -98,11 +100,19 @@ impl User {
     fn from_row(row: &tokio_postgres::Row) -> Result<User, tokio_postgres::Error> {
         Ok(User {
             id: row.try_get(0)?,
-            email: row.try_get(1)?,
+            email: Some(row.try_get(1)?),
             name: row.try_get(2)?,
             created_at: row.try_get(3)?,
             updated_at: row.try_get(4)?,
         })
+    }
+
+    /// The user as `reader` may see it: the email to its owner alone.
+    fn seen_by(mut self, reader: i64) -> User {
+        if self.id != reader {
+            self.email = None;
+        }
+        self
     }
 }
 
@@ -475,7 +485,7 @@ async fn find_users(client: &deadpool_postgres::Client, ids: &[i64]) -> Result<V
     Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
 }
 
-/// `GET /api/users/{id}`: any signed-in user may read any user.
+/// `GET /api/users/{id}`: any signed-in user may read any user, the email only their own.
 async fn get_user(req: HttpRequest, id: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
     let id = match id.parse::<i64>() {
         Ok(id) if id > 0 => id,
@@ -484,9 +494,9 @@ async fn get_user(req: HttpRequest, id: web::Path<String>, pool: web::Data<Pool>
     let hash = bearer_token_hash(&req)?;
     let client = pool.get().await?;
     // The session check and the read are independent: both go out together on the connection.
-    let (_, user) = futures_util::try_join!(session_user(&client, &hash), find_user(&client, id))?;
+    let (reader, user) = futures_util::try_join!(session_user(&client, &hash), find_user(&client, id))?;
     drop(client);
-    let user = user.ok_or(AppError::NotFound("No user has this id."))?;
+    let user = user.ok_or(AppError::NotFound("No user has this id."))?.seen_by(reader);
     Ok(api_json(&req, serde_json::to_vec(&user)?))
 }
 
@@ -495,8 +505,9 @@ async fn list_users(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpRespo
     let ids = parse_ids(param(req.query_string(), "ids").unwrap_or(""))?;
     let hash = bearer_token_hash(&req)?;
     let client = pool.get().await?;
-    let (_, found) = futures_util::try_join!(session_user(&client, &hash), find_users(&client, &ids))?;
+    let (reader, found) = futures_util::try_join!(session_user(&client, &hash), find_users(&client, &ids))?;
     drop(client);
+    let found: Vec<User> = found.into_iter().map(|u| u.seen_by(reader)).collect();
     let items = ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).collect();
     Ok(api_json(&req, serde_json::to_vec(&Batch { items })?))
 }

@@ -44,7 +44,9 @@ const MIN_GZIP_BYTES: usize = 1024;
 #[derive(Debug, Serialize)]
 struct User {
     id: i64,
-    email: String,
+    /// The reader's own only, as bareapi: see [`User::seen_by`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
     name: String,
     created_at: String,
     updated_at: String,
@@ -54,11 +56,19 @@ impl User {
     fn from_row(row: &Row) -> Result<User, tokio_postgres::Error> {
         Ok(User {
             id: row.try_get(0)?,
-            email: row.try_get(1)?,
+            email: Some(row.try_get(1)?),
             name: row.try_get(2)?,
             created_at: row.try_get(3)?,
             updated_at: row.try_get(4)?,
         })
+    }
+
+    /// The user as `reader` may see it: the email to its owner alone.
+    fn seen_by(mut self, reader: i64) -> User {
+        if self.id != reader {
+            self.email = None;
+        }
+        self
     }
 }
 
@@ -105,7 +115,7 @@ async fn authenticate(client: &Client, hash: &[u8; 32]) -> Result<i64, AppError>
     }
 }
 
-/// `GET /api/users/{id}`: any signed-in user may read any user.
+/// `GET /api/users/{id}`: any signed-in user may read any user, the email only their own.
 pub async fn get_one(
     State(state): State<SharedState>,
     Path(raw_id): Path<String>,
@@ -117,12 +127,12 @@ pub async fn get_one(
     };
     let token_hash = bearer_token_hash(&headers)?;
     let client = state.pool.get().await?;
-    authenticate(&client, &token_hash).await?;
+    let reader = authenticate(&client, &token_hash).await?;
     let stmt = client.prepare_cached(SELECT_USER).await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
     drop(client);
     let user = match row {
-        Some(row) => User::from_row(&row)?,
+        Some(row) => User::from_row(&row)?.seen_by(reader),
         None => return Err(AppError::NotFound("No user has this id.")),
     };
     let body = serde_json::to_vec(&user)?;
@@ -138,11 +148,12 @@ pub async fn list(
     let ids = parse_ids(params.ids.as_deref().unwrap_or(""))?;
     let token_hash = bearer_token_hash(&headers)?;
     let client = state.pool.get().await?;
-    authenticate(&client, &token_hash).await?;
+    let reader = authenticate(&client, &token_hash).await?;
     let stmt = client.prepare_cached(SELECT_USERS).await?;
     let rows = client.query(&stmt, &[&ids]).await?;
     drop(client);
-    let found = rows.iter().map(User::from_row).collect::<Result<Vec<_>, _>>()?;
+    let found =
+        rows.iter().map(|row| Ok(User::from_row(row)?.seen_by(reader))).collect::<Result<Vec<_>, AppError>>()?;
     let items = ids.iter().filter_map(|id| found.iter().find(|u| u.id == *id)).collect();
     let body = serde_json::to_vec(&Batch { items })?;
     Ok(revalidatable_json(&headers, body))
