@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{FreshDb, Server, eventually};
 
 const FAST_TIMEOUTS: &[&str] = &["--no-migrate", "--pool-wait-ms", "500", "--pool-create-ms", "500"];
 const DB_ROUTES: &[&str] = &["/db", "/queries?queries=5", "/fortunes", "/updates?queries=5", "/cached-queries?count=3"];
@@ -77,4 +77,27 @@ fn start_with_migrations_and_no_database_fails_clearly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("connecting to the database: error connecting to server"), "{stderr}");
     assert!(stderr.contains("Connection refused"), "the cause under tokio-postgres's error: {stderr}");
+}
+
+/// PostgreSQL ending the server's connections (an administrator's `pg_terminate_backend`, a
+/// shutdown) is logged with its reason and SQLSTATE, not tokio-postgres's bare "db error"; the
+/// database routes then answer from fresh connections.
+#[test]
+fn connections_the_database_ends_are_logged_with_its_reason() {
+    let fresh = FreshDb::new("terminated");
+    let server = Server::start_with_db(&[], &fresh.url);
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db never answered");
+    let admin = common::db_client();
+    let ended = admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        &[&fresh.name],
+    );
+    assert!(!ended.is_empty(), "the server holds no connection to {}", fresh.name);
+    let line =
+        server.wait_log("Connection error", Duration::from_secs(10)).expect("no log line for the ended connection");
+    assert!(
+        line.contains("57P01") && line.contains("terminating connection due to administrator command"),
+        "the log line lacks PostgreSQL's reason: {line}"
+    );
+    assert!(eventually(Duration::from_secs(10), || server.get("/db").status == 200), "/db did not recover");
 }

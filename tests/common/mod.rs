@@ -387,7 +387,7 @@ pub fn db_client() -> postgres_sync::Client {
 /// A fresh database of its own on the test cluster, dropped at the end.
 pub struct FreshDb {
     admin: postgres_sync::Client,
-    name: String,
+    pub name: String,
     pub url: String,
 }
 
