@@ -35,16 +35,15 @@ fn slow_header_senders_are_cut_off_while_others_are_served() {
     });
     let request =
         b"GET /plaintext HTTP/1.1\r\nHost: slow\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let mut served = 0;
+    // Meanwhile a normal client is served promptly: each request on a new connection, timed.
+    let mut waits = Vec::new();
     for byte in request {
         if closed.is_finished() || slow.write_all(&[*byte]).is_err() {
             break;
         }
-        // Meanwhile a normal client is served promptly.
         let t = Instant::now();
         assert_eq!(server.get("/plaintext").status, 200);
-        assert!(t.elapsed() < Duration::from_millis(500));
-        served += 1;
+        waits.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(100));
         assert!(started.elapsed() < Duration::from_secs(4), "the slow client is still connected");
     }
@@ -52,8 +51,16 @@ fn slow_header_senders_are_cut_off_while_others_are_served() {
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "slow client got {answer:?}");
     // The timer starts at the first read, just before `started`: the close comes no earlier
     // than the 1 s timeout (less scheduling slack) and not long after it.
-    assert!(cut_off >= Duration::from_millis(900) && cut_off < Duration::from_secs(2), "cut off after {cut_off:?}");
-    assert!(served >= 5, "only {served} other requests served while the slow client was connected");
+    assert!(cut_off >= Duration::from_millis(900) && cut_off < Duration::from_secs(3), "cut off after {cut_off:?}");
+    assert!(waits.len() >= 5, "only {} other requests served while the slow client was connected", waits.len());
+    // A request held up by the slow client would wait for its cut-off (1 s). Judged on the
+    // median and the worst against that, not each request against a tighter bound, so that a
+    // debug build on a loaded machine (the test command runs test binaries side by side) does
+    // not fail it by one slow accept.
+    waits.sort();
+    let (median, worst) = (waits[waits.len() / 2], waits[waits.len() - 1]);
+    assert!(median < Duration::from_millis(300), "normal requests waited {median:?} (median) beside the slow client");
+    assert!(worst < Duration::from_millis(900), "a normal request waited {worst:?} beside the slow client");
 }
 
 /// A kept-alive connection that stays idle is closed after the same timeout: not at once, not
