@@ -37,9 +37,7 @@ results=$(mktemp)
 trap 'cleanup; rm -f "$log" "$results"' EXIT
 for round in $(seq 1 "$rounds"); do
   for i in $(seq 0 $((n - 1))); do
-    spec=${specs[$(((round - 1 + i) % n))]}
-    label=${spec%%|*} rest=${spec#*|}
-    cmd=${rest%%|*} route=${rest#*|}
+    pick_spec "$round" "$i" "${specs[@]}"
     # shellcheck disable=SC2086 # the command is a word list on purpose
     start_command 0 "$log" $cmd
     taskset -c 1 wrk -t1 -c64 -d2s ${HEADER:+-H "$HEADER"} "http://$addr$route" >/dev/null

@@ -59,6 +59,18 @@ make_cert() {
     -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
 }
 
+# pick_spec ROUND I SPEC...: of the specs ("label|command|route"), the one that runs I-th (from
+# 0) in ROUND (from 1): the order rotates by one each round, as loadtest/run.py's does. Sets
+# label, cmd and route.
+pick_spec() {
+  local round=$1 i=$2 spec rest
+  shift 2
+  local specs=("$@")
+  spec=${specs[$(((round - 1 + i) % ${#specs[@]}))]}
+  label=${spec%%|*} rest=${spec#*|}
+  cmd=${rest%%|*} route=${rest#*|}
+}
+
 # measure URL SECONDS: wrk -t1 -c64 --latency from core ${LOAD_CORE:-1} for SECONDS (with
 # DEPTH=N, N requests pipelined per connection; with HEADER="Name: value", that header on every
 # request, e.g. a bearer token for the users API); sets rps, p99, cpu_us (the server's

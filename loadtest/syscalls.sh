@@ -32,9 +32,7 @@ trap 'cleanup; rm -rf "$work"' EXIT
 ticks=$(getconf CLK_TCK)
 for round in $(seq 1 "$rounds"); do
   for i in $(seq 0 $((n - 1))); do
-    spec=${specs[$(((round - 1 + i) % n))]}
-    label=${spec%%|*} rest=${spec#*|}
-    cmd=${rest%%|*} route=${rest#*|}
+    pick_spec "$round" "$i" "${specs[@]}"
     # shellcheck disable=SC2086 # the command is a word list on purpose
     start_command 0 "$work/log" $cmd
     url="http://$addr$route"
