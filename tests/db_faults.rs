@@ -93,8 +93,9 @@ fn connections_the_database_ends_are_logged_with_its_reason() {
         &[&fresh.name],
     );
     assert!(!ended.is_empty(), "the server holds no connection to {}", fresh.name);
-    let line =
-        server.wait_log("Connection error", Duration::from_secs(10)).expect("no log line for the ended connection");
+    let line = server
+        .wait_log("database connection ended with an error", Duration::from_secs(10))
+        .expect("no log line for the ended connection");
     assert!(
         line.contains("57P01") && line.contains("terminating connection due to administrator command"),
         "the log line lacks PostgreSQL's reason: {line}"

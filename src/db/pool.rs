@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Connect, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
 use tokio_postgres::{NoTls, Statement};
 
 use super::in_flight::StatementBudget;
@@ -209,12 +211,38 @@ pub fn pg_config(cfg: &DbConfig) -> Result<tokio_postgres::Config, tokio_postgre
     Ok(pg)
 }
 
+/// How the pool opens a connection: deadpool's own way (connect, then drive the connection in a
+/// task of its own), except that a connection ending in an error is logged with its whole cause
+/// ([`Chain`](crate::causes::Chain): PostgreSQL's severity, SQLSTATE and message, as "FATAL
+/// 57P01: terminating connection due to administrator command"), where deadpool logs
+/// tokio-postgres's `Display` alone, "db error".
+struct LoggedConnect;
+
+impl Connect for LoggedConnect {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>> {
+        let pg = pg.clone();
+        Box::pin(async move {
+            let (client, connection) = pg.connect(NoTls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %crate::causes::Chain(&e), "database connection ended with an error");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 impl Db {
     /// Builds the pool; connects nothing yet. `pool_size` and `shared_conns` are this `Db`'s own
     /// (multi-thread mode passes the per-worker values times the worker count).
     pub fn new(cfg: &DbConfig, pool_size: usize, shared_conns: usize) -> Result<Self, String> {
         let pg = pg_config(cfg).map_err(|e| format!("DATABASE_URL: {}", crate::causes::Chain(&e)))?;
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_connect(pg, LoggedConnect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .timeouts(Timeouts {

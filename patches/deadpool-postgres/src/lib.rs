@@ -220,31 +220,12 @@ where
             let (client, connection) = fut.await?;
             let conn_task = spawn(async move {
                 if let Err(e) = connection.await {
-                    // bareapi patch: the whole cause, not tokio-postgres's bare "db error".
-                    tracing::warn!(target: "deadpool.postgres", "Connection error: {}", cause_chain(&e));
+                    tracing::warn!(target: "deadpool.postgres", "Connection error: {}", e);
                 }
             });
             Ok((client, conn_task))
         })
     }
-}
-
-/// bareapi patch: a connection's error on one line with every cause under it, PostgreSQL's
-/// own report as `SEVERITY SQLSTATE: message` (why the server ended the connection: shut
-/// down, terminated by an administrator, idle too long), where `Display` alone says "db error".
-fn cause_chain(e: &Error) -> String {
-    let mut line = e.to_string();
-    if let Some(db) = e.as_db_error() {
-        line.push_str(&format!(": {} {}: {}", db.severity(), db.code().code(), db.message()));
-        return line;
-    }
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    line
 }
 
 /// Wrapper around [`tokio_postgres::Client`] with a [`StatementCache`].
